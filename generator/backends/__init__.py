@@ -1,0 +1,1 @@
+"""Backends: the only modules that import torch, diffusers and open_clip (always lazily)."""

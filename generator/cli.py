@@ -1,0 +1,152 @@
+"""The `unmake` command line: a thin layer over the mkdocs plugin and the store."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+COMMANDS_HELP = {
+    "build": "plan, generate what is missing (progress bar), build the site",
+    "plan": "show what is cached and what would run, by model; loads no model",
+    "serve": "live preview of the site (mkdocs serve with the plugin)",
+    "verify": "check every stored artifact against its hash and record",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="unmake", description="A critical zine builder.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, text in COMMANDS_HELP.items():
+        p = sub.add_parser(name, help=text, description=text)
+        p.add_argument("-f", "--config-file", default="mkdocs.yml", help="mkdocs.yml to use")
+        if name == "verify":
+            continue
+        p.add_argument("--model", action="append", default=[], metavar="ALIAS=REF",
+                       help="point a model alias at 'tiny', a folder or an org/repo id "
+                            "(also: UNMAKE_MODEL_<ALIAS>=REF)")
+        if name in ("build", "serve"):
+            p.add_argument("--frozen", action="store_true",
+                           help="never run a model; fail listing every missing result")
+            p.add_argument("--force", action="store_true", help="run every job again")
+        if name == "build":
+            p.add_argument("--strict", action="store_true", help="fail on warnings")
+            p.add_argument("-d", "--site-dir", help="where to build (default: site/)")
+        if name == "serve":
+            p.add_argument("-a", "--dev-addr", default="127.0.0.1:8000", help="IP:PORT")
+        if name == "plan":
+            p.add_argument("-v", "--verbose", action="store_true", help="list every job to run")
+    return parser
+
+
+def _models(pairs: list[str]) -> dict[str, str]:
+    models = {}
+    for pair in pairs:
+        alias, sep, ref = pair.partition("=")
+        if not sep or not alias or not ref:
+            raise SystemExit(f"unmake: --model takes ALIAS=REF, got {pair!r}")
+        models[alias] = ref
+    return models
+
+
+def _load(args: argparse.Namespace, **overrides: Any) -> tuple[Any, Any]:
+    from mkdocs.config import load_config
+
+    if not Path(args.config_file).is_file():
+        raise SystemExit(f"unmake: {args.config_file} not found (run in the zine's folder or "
+                         "pass -f path/to/mkdocs.yml)")
+    config = load_config(args.config_file, **overrides)
+    plugin = config.plugins.get("unmake")
+    if plugin is None:
+        raise SystemExit(f"unmake: {args.config_file} does not enable the plugin; add "
+                         "'- unmake' under 'plugins:'")
+    if getattr(args, "frozen", False) and getattr(args, "force", False):
+        raise SystemExit("unmake: --frozen and --force contradict each other")
+    plugin.cli_mode = ("frozen" if getattr(args, "frozen", False)
+                       else "force" if getattr(args, "force", False) else None)
+    plugin.cli_models = _models(getattr(args, "model", []))
+    return config, plugin
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from mkdocs.commands.build import build
+
+    overrides = {"strict": args.strict or None, "site_dir": args.site_dir}
+    config, _ = _load(args, **{k: v for k, v in overrides.items() if v is not None})
+    build(config)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from mkdocs.commands import serve
+
+    # mkdocs serve reloads the config on each rebuild, so pass choices through the environment
+    mode = "frozen" if args.frozen else "force" if args.force else None
+    if mode:
+        os.environ["UNMAKE_MODE"] = mode
+    for alias, ref in _models(args.model).items():
+        os.environ[f"UNMAKE_MODEL_{alias.upper()}"] = ref
+    serve.serve(config_file=args.config_file, dev_addr=args.dev_addr)
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from mkdocs.structure.files import get_files
+
+    config, plugin = _load(args)
+    config = config.plugins.on_config(config)
+    plan = plugin.make_plan(get_files(config))
+    by_model: dict[str, Counter[str]] = {}
+    for key, job in plan.jobs.items():
+        label = job.run.get("model") or job.run.get("dataset") or job.type
+        by_model.setdefault(f"{job.type} [{label}]", Counter())[
+            "cached" if key in plan.cached else "to run"] += 1
+    print(f"unmake plan: {plan.summary()}")
+    for group, counts in sorted(by_model.items()):
+        print(f"  {group}: {counts['cached']} cached, {counts['to run']} to run")
+    if args.verbose:
+        for job in plan.missing:
+            what = job.inputs.get("prompt") or job.type
+            print(f"    {', '.join(job.origins)}: {what}"
+                  + (f" (seed {job.inputs['seed']})" if "seed" in job.inputs else ""))
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .store import Store
+
+    config, plugin = _load(args)
+    root = Path(config.config_file_path).resolve().parent
+    store = Store(root / plugin.config.store)
+    problems = store.verify()
+    count = sum(1 for _ in store.records())
+    for problem in problems:
+        print(problem)
+    print(f"unmake verify: {count} records, {len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("NO_MKDOCS_2_WARNING", "1")
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)-7s -  %(message)s")
+    from mkdocs.exceptions import Abort, ConfigurationError
+
+    try:
+        return int(globals()[f"cmd_{args.command}"](args))
+    except ConfigurationError as exc:
+        print(f"unmake: {exc}", file=sys.stderr)
+    except Abort:
+        pass  # mkdocs has already logged the one-line reason
+    except KeyboardInterrupt:
+        print("unmake: interrupted; finished results are kept in the store", file=sys.stderr)
+        return 130
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

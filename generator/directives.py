@@ -1,0 +1,94 @@
+"""Find directive fences in Markdown, parse their YAML safely, and validate them into specs."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from .errors import DirectiveError
+from .specs import Body
+
+# An opening fence: up to three spaces, three or more backticks or tildes, then the info string.
+_FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^\n]*)$")
+
+
+@dataclass
+class Directive:
+    """One directive block: where it is, its raw body, and its validated spec."""
+
+    kind: str
+    file: str  # path as the author knows it, e.g. investigations/bias.md
+    line: int  # 1-based line of the opening fence
+    end: int  # 1-based line of the closing fence
+    body: str
+    spec: Any = None
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+def find(text: str, file: str, kinds: set[str]) -> list[Directive]:
+    """Every fenced block whose info string is a directive kind; other fences are skipped whole."""
+    lines = text.splitlines()
+    found: list[Directive] = []
+    i = 0
+    while i < len(lines):
+        match = _FENCE.match(lines[i])
+        if not match:
+            i += 1
+            continue
+        fence = match["fence"]
+        info = match["info"].strip()
+        if fence[0] == "`" and "`" in info:  # not a fence, an inline code span
+            i += 1
+            continue
+        close = re.compile(rf"^ {{0,3}}{re.escape(fence[0])}{{{len(fence)},}}[ \t]*$")
+        j = i + 1
+        while j < len(lines) and not close.match(lines[j]):
+            j += 1
+        kind = info.split()[0] if info else ""
+        if kind in kinds:
+            if j >= len(lines):
+                raise DirectiveError(f"fence opened here is never closed (expected {fence})",
+                                     file=file, line=i + 1, kind=kind)
+            found.append(Directive(kind, file, i + 1, j + 1, "\n".join(lines[i + 1 : j])))
+        i = j + 1
+    return found
+
+
+def parse_body(directive: Directive) -> Body:
+    """Safe-load the YAML body into a mapping, remembering the line of each (dotted) key."""
+    offset = directive.line + 1  # line 0 of the body is the line after the fence
+    loader = yaml.SafeLoader(directive.body)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        line = directive.line + (mark.line + 1 if mark else 0)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise DirectiveError(f"YAML error: {problem}", file=directive.file, line=line,
+                             kind=directive.kind) from None
+    finally:
+        loader.dispose()
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise DirectiveError("body must be a YAML mapping of keys to values",
+                             file=directive.file, line=directive.line, kind=directive.kind)
+    key_lines: dict[str, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        _key_lines(node, "", offset, key_lines)
+    return Body(data=data, line=directive.line, key_lines=key_lines)
+
+
+def _key_lines(node: yaml.MappingNode, prefix: str, offset: int, out: dict[str, int]) -> None:
+    for key_node, value_node in node.value:
+        name = f"{prefix}{key_node.value}"
+        out[name] = key_node.start_mark.line + offset
+        if isinstance(value_node, yaml.MappingNode):
+            _key_lines(value_node, name + ".", offset, out)

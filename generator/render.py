@@ -1,0 +1,212 @@
+"""Render stored results into HTML fragments through Jinja2 templates (no mkdocs here).
+
+A zine overrides any template by putting a file of the same name in its own `templates/` folder.
+Images are published as web-friendly WebP next to their original PNG; both, and the contact
+sheets, are derived from the store and cached there, so a rebuild does no image work.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable, Iterable
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+from markupsafe import Markup, escape
+
+from .keys import canonical_json, digest
+from .store import Store
+
+if TYPE_CHECKING:
+    from .plan import Job, Planned
+
+ASSETS = "assets/unmake"
+WEB_MAX = 1024  # longest side of the web copy of an image
+SHEET_CELL = 256  # longest side of an image in a contact sheet
+
+
+def package_templates() -> Path:
+    return Path(str(resources.files("generator.templates")))
+
+
+def common_affixes(texts: Iterable[str]) -> dict[str, str]:
+    """Short labels for prompts: each text minus the words all texts share at start and end."""
+    texts = list(texts)
+    if len(texts) < 2:
+        return {t: t for t in texts}
+    split = [t.split() for t in texts]
+    pre = 0
+    while all(len(w) > pre for w in split) and len({tuple(w[: pre + 1]) for w in split}) == 1:
+        pre += 1
+    post = 0
+    while (all(len(w) > pre + post for w in split)
+           and len({tuple(w[len(w) - post - 1 :]) for w in split}) == 1):
+        post += 1
+    out = {}
+    for text, words in zip(texts, split, strict=True):
+        label = " ".join(words[pre : len(words) - post]) if post else " ".join(words[pre:])
+        out[text] = label or text
+    if len(set(out.values())) < len(out):  # labels must tell the cells apart
+        return {t: t for t in texts}
+    return out
+
+
+def double_escape(value: Any) -> Markup:
+    """For attributes a script later inserts as HTML (lightbox captions): escape twice."""
+    return escape(str(escape(value)))
+
+
+def a1111_parameters(inputs: dict[str, Any], model: str) -> str:
+    """The `parameters` text A1111-compatible tools read from a PNG."""
+    lines = [inputs["prompt"]]
+    if inputs.get("negative"):
+        lines.append(f"Negative prompt: {inputs['negative']}")
+    lines.append(
+        f"Steps: {inputs['steps']}, Sampler: {inputs['scheduler']}, "
+        f"CFG scale: {inputs['guidance']:g}, Seed: {inputs['seed']}, "
+        f"Size: {inputs['width']}x{inputs['height']}, Model hash: {inputs['model']}, "
+        f"Model: {model}")
+    return "\n".join(lines)
+
+
+class Renderer:
+    """Site-wide rendering state: templates, the store, failures and the assets to publish."""
+
+    def __init__(self, store: Store, overrides: Path | None = None,
+                 failures: dict[str, str] | None = None) -> None:
+        loaders: list[jinja2.BaseLoader] = []
+        if overrides and overrides.is_dir():
+            loaders.append(jinja2.FileSystemLoader(str(overrides)))
+        loaders.append(jinja2.FileSystemLoader(str(package_templates())))
+        self.env = jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), autoescape=True,
+                                      trim_blocks=True, lstrip_blocks=True,
+                                      undefined=jinja2.StrictUndefined)
+        self.env.filters["double_escape"] = double_escape
+        self.env.filters["thousands"] = lambda n: f"{n:,}" if isinstance(n, int) else n
+        self.store = store
+        self.failures = failures or {}
+        self.assets: dict[str, Path] = {}  # site path -> file to publish there
+
+    def publish(self, site_path: str, source: Path) -> str:
+        self.assets[site_path] = source
+        return site_path
+
+    def web_image(self, record: dict[str, Any], name: str = "image") -> tuple[str, str]:
+        """Site paths of the web copy (WebP) and the original PNG of a stored image."""
+        art = record["files"][name]
+        original = self.store.blob_path(art["sha256"], art["ext"])
+        derived = self.store.derived_path(f"{art['sha256']}.webp")
+        if not derived.exists():
+            from PIL import Image
+
+            with Image.open(original) as im:
+                im.thumbnail((WEB_MAX, WEB_MAX))
+                buf = io.BytesIO()
+                im.convert("RGB").save(buf, "WEBP", quality=90, method=4)
+            self.store.put_derived(derived.name, buf.getvalue())
+        web = self.publish(f"{ASSETS}/img/{art['sha256']}.webp", derived)
+        png = self.publish(f"{ASSETS}/img/{art['sha256']}.{art['ext']}", original)
+        return web, png
+
+    def contact_sheet(self, title: str, panels: list[dict[str, Any]]) -> str | None:
+        """A labelled PNG of a whole grid, or None while any of its images is missing."""
+        keys = [[[c["key"] for c in row["cells"]] for row in p["rows"]] for p in panels]
+        if any(c["status"] != "ok" for p in panels for r in p["rows"] for c in r["cells"]):
+            return None
+        labels = [[p["title"], p["cols"], [r["label"] for r in p["rows"]]] for p in panels]
+        name = digest(canonical_json([title, keys, labels, SHEET_CELL]))[:32] + ".png"
+        path = self.store.derived_path(name)
+        if not path.exists():
+            self.store.put_derived(name, self._draw_sheet(title, panels))
+        return self.publish(f"{ASSETS}/sheets/{name}", path)
+
+    def _draw_sheet(self, title: str, panels: list[dict[str, Any]]) -> bytes:
+        from PIL import Image, ImageDraw, ImageFont
+
+        font = ImageFont.load_default()
+        first = panels[0]["rows"][0]["cells"][0]
+        scale = min(1.0, SHEET_CELL / max(first["width"], first["height"]))
+        cw, ch = int(first["width"] * scale), int(first["height"] * scale)
+        label_w, label_h, pad = 160, 18, 4
+        ncols = max(len(p["cols"]) for p in panels)
+        width = label_w + ncols * (cw + pad) + pad
+        heights = [label_h * 2 + len(p["rows"]) * (ch + pad) for p in panels]
+        sheet = Image.new("RGB", (width, label_h + sum(heights) + pad), "white")
+        draw = ImageDraw.Draw(sheet)
+        draw.text((pad, 2), title[:120], fill="black", font=font)
+        y = label_h
+        for panel, height in zip(panels, heights, strict=True):
+            draw.text((pad, y + 2), panel["title"][:120], fill="black", font=font)
+            for i, col in enumerate(panel["cols"]):
+                draw.text((label_w + i * (cw + pad), y + label_h + 2), col[:28], fill="black",
+                          font=font)
+            for r, row in enumerate(panel["rows"]):
+                top = y + label_h * 2 + r * (ch + pad)
+                draw.text((pad, top + ch // 2 - 6), row["label"][:26], fill="black", font=font)
+                for i, cell in enumerate(row["cells"]):
+                    with Image.open(self.store.root / cell["blob"]) as im:
+                        sheet.paste(im.convert("RGB").resize((cw, ch)),
+                                    (label_w + i * (cw + pad), top))
+            y += height
+        buf = io.BytesIO()
+        sheet.save(buf, "PNG", optimize=False)
+        return buf.getvalue()
+
+
+class PageRender:
+    """Rendering one page: numbers its figures and makes asset URLs relative to the page."""
+
+    def __init__(self, renderer: Renderer, url_for: Callable[[str], str]) -> None:
+        self.r = renderer
+        self.url_for = url_for
+        self.figures = 0
+
+    def template(self, name: str) -> jinja2.Template:
+        return self.r.env.get_template(name)
+
+    def record(self, job: Job) -> dict[str, Any] | None:
+        return self.r.store.get(job.key)
+
+    def failure(self, job: Job) -> str | None:
+        return self.r.failures.get(job.key)
+
+    def image_cell(self, job: Job) -> dict[str, Any]:
+        """Everything a template needs to show one generated image, or why it is not there."""
+        inputs = job.inputs
+        cell: dict[str, Any] = {
+            "key": job.key, "status": "missing", "inputs": inputs, "run": job.run,
+            "alt": f"{inputs['prompt']} (seed {inputs['seed']})",
+            "width": inputs["width"], "height": inputs["height"],
+            "error": self.failure(job),
+        }
+        record = self.record(job)
+        if cell["error"]:
+            cell["status"] = "failed"
+        elif record is not None:
+            web, png = self.r.web_image(record)
+            art = record["files"]["image"]
+            cell.update(
+                status="ok", web=self.url_for(web), png=self.url_for(png), record=record,
+                blob=os.path.relpath(self.r.store.blob_path(art["sha256"], art["ext"]),
+                                     self.r.store.root),
+                parameters=record["data"].get("parameters", ""),
+            )
+        return cell
+
+    def figure(self, template: str, planned: Planned, context: dict[str, Any]) -> str:
+        self.figures += 1
+        directive = planned.directive
+        spec = directive.spec
+        caption = getattr(spec, "caption", None)
+        sheet = None
+        if "panels" in context:
+            sheet = self.r.contact_sheet(caption or directive.where, context["panels"])
+        html = self.template(template).render(
+            number=self.figures, caption=caption, where=directive.where,
+            anchor=getattr(spec, "id", None) or f"figure-{self.figures}",
+            sheet=self.url_for(sheet) if sheet else None, url_for=self.url_for,
+            **context)
+        return html.strip()
