@@ -6,7 +6,8 @@ store and renders them into an mkdocs site.
 
 Data flow (one module, one job):
 
-    directives.py  find fences, parse YAML, validate into typed specs (kinds/ holds one module a kind)
+    directives.py  find fences, parse YAML, validate into typed specs
+    kinds/         one module a directive kind (parse, expand into jobs, render), one registry
     plan.py        expand specs into keyed jobs; look each key up in the store
     execute.py     run what is missing, grouped by model, through the runners in backends/
     store.py       content-addressed artifacts + immutable JSON records, written atomically

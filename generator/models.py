@@ -169,7 +169,7 @@ class Resolver:
                 return ModelRef(name, ref, "hf-cache", str(snapshot), f"hf:{repo}@{commit}",
                                 dict(REAL_DEFAULTS))
         known = ", ".join(sorted(self.aliases)) or "none"
-        alias = f"alias '{name}' -> '{ref}'" if name != ref else f"model '{name}'"
+        alias = f"alias '{name}' -> '{ref}'" if name != ref else f"'{name}'"
         raise ModelNotFound(
             f"{alias} not found; looked in: {'; '.join(looked)}. Known aliases: {known}. "
             "Fix: set `models: {<alias>: <folder or org/repo>}` in the unmake plugin config "

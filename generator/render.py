@@ -48,7 +48,7 @@ def common_affixes(texts: Iterable[str]) -> dict[str, str]:
     out = {}
     for text, words in zip(texts, split, strict=True):
         label = " ".join(words[pre : len(words) - post]) if post else " ".join(words[pre:])
-        out[text] = label or text
+        out[text] = label.strip(" ,;:.") or text
     if len(set(out.values())) < len(out):  # labels must tell the cells apart
         return {t: t for t in texts}
     return out

@@ -34,6 +34,7 @@ class Body:
         return DirectiveError(message, line=line, key=key)
 
     def has(self, key: str) -> bool:
+        self.used.add(key)  # asking makes it a known key
         return key in self.data
 
     def raw(self, key: str, default: Any = _MISSING) -> Any:
@@ -121,5 +122,6 @@ def _check_range(value: Any, lo: Any, hi: Any, error: Any) -> Any:
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         if lo is not None and hi is not None:
             raise error(f"must be {lo}–{hi}, got {value}")
-        raise error(f"must be ≥ {lo}, got {value}" if lo is not None else f"must be ≤ {hi}, got {value}")
+        bound = f"≥ {lo}" if lo is not None else f"≤ {hi}"
+        raise error(f"must be {bound}, got {value}")
     return value

@@ -1,4 +1,4 @@
-"""Runner for `generate.image` jobs: load a diffusers pipeline once, batch by shape, seed each image.
+"""Runner for `generate.image` jobs: load a pipeline once, batch by shape, seed each image.
 
 Each image gets its own CPU `torch.Generator`, so its pixels depend on its own inputs only, not on
 which batch it fell into, and the initial noise is the same on every device.
@@ -131,8 +131,8 @@ def run(jobs: list[Job], options: dict[str, Any]) -> Iterator[tuple[Job, Result 
         i = job.inputs
         return (i["width"], i["height"], i["steps"], i["guidance"], i["scheduler"])
 
-    for _, group in itertools.groupby(sorted(jobs, key=shape), key=shape):
-        group = list(group)
+    for _, same_shape in itertools.groupby(sorted(jobs, key=shape), key=shape):
+        group = list(same_shape)
         scheduler = set_scheduler(pipe, group[0].inputs["scheduler"], original)
         for start in range(0, len(group), batch_size):
             batch = group[start : start + batch_size]

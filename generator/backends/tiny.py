@@ -60,7 +60,8 @@ def _tokenizer_files(folder: Path) -> None:
     import open_clip.tokenizer as oct
 
     bpe = Path(oct.default_bpe())
-    lines = gzip.open(bpe, "rt", encoding="utf-8").read().split("\n")
+    with gzip.open(bpe, "rt", encoding="utf-8") as fh:
+        lines = fh.read().split("\n")
     merges = lines[1 : 49152 - 256 - 2 + 1]
     byte_chars = list(oct.bytes_to_unicode().values())
     vocab = byte_chars + [c + "</w>" for c in byte_chars]
@@ -73,7 +74,12 @@ def _tokenizer_files(folder: Path) -> None:
 
 def _write(folder: Path) -> None:
     import torch
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import (
+        AutoencoderKL,
+        PNDMScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     recipe = TINY_RECIPE
@@ -91,6 +97,6 @@ def _write(folder: Path) -> None:
         vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
         scheduler=PNDMScheduler(**recipe["scheduler"]),
         safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    pipe.save_pretrained(folder, safe_serialization=True)
+    pipe.save_pretrained(folder, safe_serialization=True)  # type: ignore[attr-defined]
     shutil.rmtree(tok_dir)
     (folder / "README.md").write_text(CARD.format(**recipe), "utf-8")

@@ -6,7 +6,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import DirectiveError, ModelNotFound
+from ..errors import ModelNotFound
 from ..plan import Context, Job, Planned
 from ..render import PageRender, common_affixes
 from ..specs import Body, check_float, check_int
@@ -14,7 +14,6 @@ from . import Kind
 
 SCHEDULERS = ("default", "ddim", "pndm", "euler", "euler_a", "dpmpp_2m", "lms", "unipc", "heun")
 # what each parameter accepts, for the directive and for each value of a sweep
-LIMITS = {"steps": (1, 150), "guidance": (0.0, 30.0), "width": (8, 4096), "height": (8, 4096)}
 SWEEPABLE = ("model", "steps", "guidance", "size", "width", "height", "scheduler", "negative")
 AXES = ("prompt", "seed", *SWEEPABLE)
 MAX_IMAGES = 4096
@@ -78,10 +77,10 @@ def parse_seeds(value: Any, error: Any) -> tuple[int, ...]:
 
 def check_param(name: str, value: Any, error: Any, ctx: Context) -> Any:
     """Validate one parameter value (used for plain keys and for each value of a sweep)."""
-    if name in ("steps",):
-        return check_int(value, *LIMITS[name], error)
+    if name == "steps":
+        return check_int(value, 1, 150, error)
     if name in ("width", "height"):
-        value = check_int(value, *LIMITS[name], error)
+        value = check_int(value, 8, 4096, error)
         if value % 8:
             raise error(f"must be a multiple of 8, got {value}")
         return value
@@ -91,7 +90,7 @@ def check_param(name: str, value: Any, error: Any, ctx: Context) -> Any:
             raise error(f"must be one number or [width, height], got {value!r}")
         return tuple(check_param("width", v, error, ctx) for v in pair)
     if name == "guidance":
-        return check_float(value, *LIMITS[name], error)
+        return check_float(value, 0.0, 30.0, error)
     if name == "scheduler":
         if value not in SCHEDULERS:
             raise error(f"must be one of {', '.join(SCHEDULERS)}; got {value!r}")

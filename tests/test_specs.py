@@ -1,0 +1,138 @@
+"""`generate` specs and plans: what authors may write, what it expands to, how it is keyed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from generator.errors import DirectiveError
+from generator.models import Resolver
+from generator.plan import Context, parse_page, plan_site
+from generator.render import common_affixes
+from generator.store import Store
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> Context:
+    store = Store(tmp_path / ".unmake")
+    return Context(tmp_path, tmp_path / "docs", Resolver({"default": "tiny", "alt": "tiny"},
+                                                         tmp_path), store)
+
+
+def page(body: str) -> str:
+    return f"# Title\n\nSome text.\n\n```generate\n{body}\n```\n"
+
+
+def spec_of(body: str, ctx: Context):
+    (directive,) = parse_page(page(body), "docs/p.md", ctx)
+    return directive.spec
+
+
+def test_variants_expand_combinatorially_in_order(ctx: Context) -> None:
+    spec = spec_of('prompt: "a {red|blue} {car|house}"', ctx)
+    assert spec.prompts == ("a red car", "a red house", "a blue car", "a blue house")
+
+
+def test_prompt_list_and_variants_combine_without_duplicates(ctx: Context) -> None:
+    spec = spec_of('prompt: ["a {cat|dog}", "a cat", "a bird"]', ctx)
+    assert spec.prompts == ("a cat", "a dog", "a bird")
+
+
+@pytest.mark.parametrize(
+    ("seeds", "expected"),
+    [("3", (0, 1, 2)), ("[7, 42]", (7, 42)), ("'100-103'", (100, 101, 102, 103))],
+)
+def test_seeds_as_count_list_or_range(ctx: Context, seeds: str, expected: tuple) -> None:
+    assert spec_of(f"prompt: a\nseeds: {seeds}", ctx).seeds == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "fragment"),
+    [
+        ("prompt: a\nsteps: -3", 7, "'steps' must be 1–150, got -3"),
+        ("prompt: a\nsteps: 2.5", 7, "'steps' must be a whole number"),
+        ("prompt: a\nguidance: high", 7, "'guidance' must be a number"),
+        ("prompt: a\nsetps: 3", 7, "'setps' is not a known key"),
+        ("prompt: a\nseeds: 0", 7, "'seeds' must be 1–4096"),
+        ("prompt: a\nseeds: '9-3'", 7, "'seeds' range must go up"),
+        ("prompt: a\nseeds: [1, 1]", 7, "lists a seed twice"),
+        ("prompt: a\nwidth: 100", 7, "multiple of 8"),
+        ("prompt: a\nsize: 64\nwidth: 64", 7, "either size or width/height"),
+        ("prompt: a\nscheduler: magic", 7, "'scheduler' must be one of"),
+        ("prompt: a\nmodel: nowhere", 7, "'model' 'nowhere' not found; looked in: folder"),
+        ("prompt: 'a {b'", 6, "'prompt' is not a valid prompt template"),
+        ("seeds: 2", 5, "'prompt' is required"),
+        ("prompt: a\nsweep:\n  guidance: [1]", 8, "'sweep.guidance' must list at least two"),
+        ("prompt: a\nsweep:\n  colour: [1, 2]", 8, "'sweep.colour' cannot be swept"),
+        ("prompt: a\nsweep:\n  steps: [1, 999]", 8, "'sweep.steps' must be 1–150, got 999"),
+        ("prompt: a\nsteps: 3\nsweep:\n  steps: [1, 2]", 9, "is both set and swept"),
+        ("prompt: a\nseeds: 2\ngrid:\n  rows: guidance", 9, "'grid.rows' must name a parameter"),
+        ("prompt: a\nseeds: 2\ngrid:\n  cols: seed\n  colz: x", 10, "'grid.colz' is not a known"),
+        ("prompt: a\nseeds: 4096\nsweep:\n  steps: [1, 2]", 5, "asks for 8192 images"),
+    ],
+)
+def test_errors_name_file_line_kind_and_key(ctx: Context, body: str, line: int,
+                                            fragment: str) -> None:
+    with pytest.raises(DirectiveError) as err:
+        spec_of(body, ctx)
+    message = str(err.value)
+    assert message.startswith(f"docs/p.md:{line}: generate: "), message
+    assert fragment in message
+    assert "\n" not in message
+
+
+def test_unknown_key_suggests_the_nearest_known_one(ctx: Context) -> None:
+    with pytest.raises(DirectiveError, match="did you mean 'steps'"):
+        spec_of("prompt: a\nsetps: 3", ctx)
+
+
+def test_axes_are_the_parameters_that_vary(ctx: Context) -> None:
+    spec = spec_of("prompt: 'a {b|c}'\nseeds: 1\nsweep:\n  guidance: [1, 5]\n  steps: [2, 3]", ctx)
+    assert [name for name, _ in spec.axes()] == ["prompt", "guidance", "steps"]
+
+
+def plan_of(pages: dict[str, str], ctx: Context):
+    return plan_site({name: (f"docs/{name}", text) for name, text in pages.items()}, ctx)
+
+
+def test_plan_expands_to_one_job_per_image_with_model_defaults(ctx: Context) -> None:
+    plan = plan_of({"p.md": page("prompt: 'a {b|c}'\nseeds: 3\nsweep:\n  guidance: [1, 5]")}, ctx)
+    assert len(plan.jobs) == 12 and len(plan.missing) == 12 and not plan.cached
+    job = next(iter(plan.jobs.values()))
+    assert job.inputs["steps"] == 4 and (job.inputs["width"], job.inputs["height"]) == (64, 64)
+    assert job.inputs["model"].startswith("tiny:")
+    assert "path" not in job.inputs  # where the model lives is not what it is
+    assert plan.summary() == "12 jobs: 0 cached, 12 to run"
+
+
+def test_identical_jobs_on_two_pages_are_one_job(ctx: Context) -> None:
+    plan = plan_of({"a.md": page("prompt: a cat\nseeds: 2"),
+                    "b.md": page("prompt: a cat\nseeds: [1, 5]")}, ctx)
+    assert len(plan.jobs) == 3
+    shared = [j for j in plan.jobs.values() if j.inputs["seed"] == 1]
+    assert shared[0].origins == ["docs/a.md:5", "docs/b.md:5"]
+
+
+def test_aliases_of_the_same_model_share_keys(ctx: Context) -> None:
+    plan = plan_of({"a.md": page("prompt: a cat\nmodel: alt"), "b.md": page("prompt: a cat")}, ctx)
+    assert len(plan.jobs) == 1
+
+
+def test_changing_one_variant_changes_only_its_keys(ctx: Context) -> None:
+    before = set(plan_of({"p.md": page("prompt: 'a {b|c|d}'\nseeds: 2")}, ctx).jobs)
+    after = set(plan_of({"p.md": page("prompt: 'a {b|x|d}'\nseeds: 2")}, ctx).jobs)
+    assert len(before & after) == 4 and len(after - before) == 2
+
+
+def test_size_sweep_keys_width_and_height(ctx: Context) -> None:
+    plan = plan_of({"p.md": page("prompt: a\nsweep:\n  size: [64, [64, 128]]")}, ctx)
+    sizes = sorted((j.inputs["width"], j.inputs["height"]) for j in plan.jobs.values())
+    assert sizes == [(64, 64), (64, 128)]
+
+
+def test_labels_strip_the_shared_words() -> None:
+    assert common_affixes(["a photo of a doctor, studio", "a photo of a nurse, studio"]) == {
+        "a photo of a doctor, studio": "doctor", "a photo of a nurse, studio": "nurse"}
+    assert common_affixes(["same"]) == {"same": "same"}
+    assert common_affixes(["a b", "a b c"]) == {"a b": "a b", "a b c": "c"}
