@@ -121,13 +121,13 @@ class UnmakePlugin(BasePlugin[UnmakeConfig]):
         lines = markdown.splitlines()
         view = PageRender(self.renderer, lambda path: get_relative_url(path, page.url))
         slots: list[str] = []
-        for item, spot in reversed(list(zip(planned, found, strict=True))):
+        for item in planned:  # in page order, so figures are numbered as they appear
             try:
-                html = KINDS[item.directive.kind].render(item, view)
+                slots.append(KINDS[item.directive.kind].render(item, view))
             except UnmakeError as exc:
                 raise PluginError(str(exc)) from None
-            slots.append(html)
-            placeholder = f'\n<div class="unmake-slot" data-unmake="{len(slots) - 1}"></div>\n'
+        for number, spot in reversed(list(enumerate(found))):  # from the end: lines stay valid
+            placeholder = f'\n<div class="unmake-slot" data-unmake="{number}"></div>\n'
             lines[spot.line - 1 : spot.end] = [placeholder]
         self.slots[page.file.src_uri] = slots
         return "\n".join(lines)

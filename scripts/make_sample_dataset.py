@@ -1335,16 +1335,18 @@ def build(out: Path, rows: int = 4000, images: int = 300, seed: int = 0) -> tupl
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
     tmp.mkdir()
+    old: Path | None = None
     try:
         _write(tmp, rows, images, seed)
         # 3. Swap it into place: rename the old folder aside, the new one in, then drop the old.
-        old = None
         if out.exists():
             old = out.parent / f".{out.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
             os.replace(out, old)
         os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and old.exists() and not out.exists():
+            os.replace(old, out)  # put the previous dataset back
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
