@@ -18,7 +18,7 @@ def progress(total: int, desc: str) -> Iterator[Any]:
     """A tqdm bar on stderr (ETA included); a no-op when there is nothing to do."""
     from tqdm import tqdm  # light, but only needed when something runs
 
-    bar = tqdm(total=total, desc=desc, unit="img", file=sys.stderr, dynamic_ncols=True,
+    bar = tqdm(total=total, desc=desc, unit="job", file=sys.stderr, dynamic_ncols=True,
                disable=total == 0, mininterval=0.5)
     try:
         yield bar

@@ -234,7 +234,8 @@ def read_facts(folder: str | Path) -> dict[str, Any]:
     problems: list[str] = []
     index = _read_json(root / "model_index.json", problems, root)
     if not isinstance(index, dict):
-        raise FactsError(f"{root}: no readable model_index.json; not a diffusers model folder")
+        raise FactsError("model_index.json is missing or not valid JSON; not a diffusers model "
+                         "folder")
     components: dict[str, Any] = {}
     for name, value in sorted(index.items()):
         if name.startswith("_") or not isinstance(value, list) or len(value) != 2:

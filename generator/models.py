@@ -45,7 +45,10 @@ TINY_RECIPE: dict[str, Any] = {
     "defaults": {"steps": 4, "guidance": 7.5},
 }
 REAL_DEFAULTS = {"steps": 30, "guidance": 7.5}
-WEIGHT_SUFFIXES = (".safetensors",)
+# What a folder's fingerprint hashes: the weights unmake loads and every config, scheduler and
+# tokenizer file that changes what they make; not the model card or weights it never loads.
+FINGERPRINT_SUFFIXES = (".safetensors", ".json", ".txt", ".model")
+NOT_FINGERPRINTED = ("README.md", ".gitattributes")
 
 
 @dataclass(frozen=True)
@@ -178,18 +181,21 @@ class Resolver:
             "or override with --model ALIAS=REF or UNMAKE_MODEL_<ALIAS>=REF.")
 
     def _folder_print(self, folder: Path) -> str:
-        """A hash of the weight files' bytes, memoised by (path, size, mtime)."""
+        """A hash of the weight and config files' bytes, memoised by (path, size, mtime)."""
         parts = []
+        weights = 0
         for path in sorted(folder.rglob("*")):
-            if not path.is_file() or path.suffix not in WEIGHT_SUFFIXES:
+            if (not path.is_file() or path.suffix not in FINGERPRINT_SUFFIXES
+                    or path.name in NOT_FINGERPRINTED):
                 continue
+            weights += path.suffix == ".safetensors"
             st = path.stat()
             memo_key = f"{path}|{st.st_size}|{st.st_mtime_ns}"
             if memo_key not in self._memo:
                 self._memo[memo_key] = _hash_file(path)
                 self._save_memo()
             parts.append(f"{path.relative_to(folder)}:{self._memo[memo_key]}")
-        if not parts:
+        if not weights:
             raise ModelNotFound(f"model folder {folder} holds no .safetensors weights "
                                 "(unmake loads safetensors only)")
         return "folder:" + digest("\n".join(parts))[:16]

@@ -158,7 +158,7 @@ def frozen_report(plan: Plan) -> str:
     lines = [f"unmake: --frozen build, but {len(plan.missing)} of {len(plan.jobs)} results are "
              "not in the store (run `unmake build` where the models and data are):"]
     for job in plan.missing:
-        what = job.inputs.get("prompt") or job.inputs.get("query") or job.type
+        what = f" {job.inputs['prompt']!r}" if "prompt" in job.inputs else ""
         extra = f" seed {job.inputs['seed']}" if "seed" in job.inputs else ""
-        lines.append(f"  {', '.join(job.origins)}: {job.type} {what!r}{extra} [{job.key[:12]}]")
+        lines.append(f"  {', '.join(job.origins)}: {job.type}{what}{extra} [{job.key[:12]}]")
     return "\n".join(lines)
