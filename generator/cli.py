@@ -15,6 +15,7 @@ COMMANDS_HELP = {
     "plan": "show what is cached and what would run, by model; loads no model",
     "serve": "live preview of the site (mkdocs serve with the plugin)",
     "verify": "check every stored artifact against its hash and record",
+    "new": "start a new zine project in DIR from the template",
 }
 
 
@@ -23,6 +24,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, text in COMMANDS_HELP.items():
         p = sub.add_parser(name, help=text, description=text)
+        if name == "new":
+            p.add_argument("directory", help="folder to create (must be empty or absent)")
+            continue
         p.add_argument("-f", "--config-file", default="mkdocs.yml", help="mkdocs.yml to use")
         if name == "verify":
             continue
@@ -128,6 +132,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(problem)
     print(f"unmake verify: {count} records, {len(problems)} problem(s)")
     return 1 if problems else 0
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    import shutil
+
+    from .render import package_templates
+
+    target = Path(args.directory)
+    if target.exists() and any(target.iterdir()):
+        raise SystemExit(f"unmake: {target} exists and is not empty; pick a new folder")
+    shutil.copytree(package_templates() / "new", target, dirs_exist_ok=True)
+    (target / "gitignore").rename(target / ".gitignore")
+    print(f"unmake: new zine in {target}; next: cd {target} && unmake build")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
