@@ -53,9 +53,10 @@ def execute(plan: Plan, store: Store, options: dict[str, Any]) -> dict[str, str]
 
 
 def _failure(job: Job, exc: BaseException) -> str:
-    message = f"{exc.__class__.__name__}: {exc}".strip()
     log.debug("job %s failed:\n%s", job.key, "".join(traceback.format_exception(exc)))
-    return message.splitlines()[0][:500] if message else exc.__class__.__name__
+    # one line for the log and the failure box, even when the message starts with a newline
+    text = " ".join(str(exc).split())
+    return f"{exc.__class__.__name__}: {text}"[:500] if text else exc.__class__.__name__
 
 
 def run_options(config: dict[str, Any]) -> dict[str, Any]:

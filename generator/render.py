@@ -59,13 +59,13 @@ def double_escape(value: Any) -> Markup:
     return escape(str(escape(value)))
 
 
-def a1111_parameters(inputs: dict[str, Any], model: str) -> str:
+def a1111_parameters(inputs: dict[str, Any], model: str, sampler: str) -> str:
     """The `parameters` text A1111-compatible tools read from a PNG."""
     lines = [inputs["prompt"]]
     if inputs.get("negative"):
         lines.append(f"Negative prompt: {inputs['negative']}")
     lines.append(
-        f"Steps: {inputs['steps']}, Sampler: {inputs['scheduler']}, "
+        f"Steps: {inputs['steps']}, Sampler: {sampler}, "
         f"CFG scale: {inputs['guidance']:g}, Seed: {inputs['seed']}, "
         f"Size: {inputs['width']}x{inputs['height']}, Model hash: {inputs['model']}, "
         f"Model: {model}")
@@ -156,6 +156,14 @@ class Renderer:
         return buf.getvalue()
 
 
+def _value(inputs: dict[str, Any], run: dict[str, Any], name: str) -> Any:
+    if name == "size":
+        return f"{inputs['width']}×{inputs['height']}"
+    if name == "model":
+        return run["model"]
+    return inputs[name]
+
+
 class PageRender:
     """Rendering one page: numbers its figures and makes asset URLs relative to the page."""
 
@@ -173,12 +181,17 @@ class PageRender:
     def failure(self, job: Job) -> str | None:
         return self.r.failures.get(job.key)
 
-    def image_cell(self, job: Job) -> dict[str, Any]:
-        """Everything a template needs to show one generated image, or why it is not there."""
+    def image_cell(self, job: Job, varying: tuple[str, ...] = ()) -> dict[str, Any]:
+        """Everything a template needs to show one generated image, or why it is not there.
+
+        `varying` names the swept parameters, so that the alt text tells the cells apart.
+        """
         inputs = job.inputs
+        also = "".join(f", {name} {_value(inputs, job.run, name)}" for name in varying
+                       if name not in ("prompt", "seed"))
         cell: dict[str, Any] = {
             "key": job.key, "status": "missing", "inputs": inputs, "run": job.run,
-            "alt": f"{inputs['prompt']} (seed {inputs['seed']})",
+            "alt": f"{inputs['prompt']} (seed {inputs['seed']}{also})",
             "width": inputs["width"], "height": inputs["height"],
             "error": self.failure(job),
         }

@@ -133,7 +133,12 @@ def run(jobs: list[Job], options: dict[str, Any]) -> Iterator[tuple[Job, Result 
 
     for _, same_shape in itertools.groupby(sorted(jobs, key=shape), key=shape):
         group = list(same_shape)
-        scheduler = set_scheduler(pipe, group[0].inputs["scheduler"], original)
+        try:
+            scheduler = set_scheduler(pipe, group[0].inputs["scheduler"], original)
+        except Exception as exc:  # e.g. a scheduler whose dependency is missing: its jobs only
+            for job in group:
+                yield job, exc
+            continue
         for start in range(0, len(group), batch_size):
             batch = group[start : start + batch_size]
             # 3. Generate; if the batch fails (e.g. out of memory), retry its jobs one by one so
@@ -154,7 +159,7 @@ def run(jobs: list[Job], options: dict[str, Any]) -> Iterator[tuple[Job, Result 
                         yield job, exc
             # 4. Hand each image back with its A1111 parameters and environment.
             for job, image, seconds in done:
-                params = a1111_parameters(job.inputs, job.run["model"])
+                params = a1111_parameters(job.inputs, job.run["model"], scheduler)
                 yield job, Result(
                     data={"parameters": params, "scheduler": scheduler},
                     files={"image": (png_bytes(image, params), "png")},

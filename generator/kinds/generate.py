@@ -243,7 +243,7 @@ def render(planned: Planned, page: PageRender) -> str:
                     choice[rows] = rv
                 if cols:
                     choice[cols] = cv
-                cells_html.append(page.image_cell(job_for(choice)))
+                cells_html.append(page.image_cell(job_for(choice), tuple(varying)))
             grid_rows.append({"label": _label(rows, rv, labels) if rows else "",
                               "cells": cells_html})
         panels.append({
@@ -251,9 +251,12 @@ def render(planned: Planned, page: PageRender) -> str:
             "cols": [_label(cols, cv, labels) for cv in col_values] if cols else [""],
             "rows": grid_rows,
         })
+    # what the whole figure holds fixed, for its caption
+    hidden = set(varying) | {"model"} | ({"width", "height"} if "size" in varying else set())
     fixed_params = {k: v for k, v in planned.jobs[0].inputs.items()
-                    if k not in varying and k not in ("model",)}
-    fixed_params["model"] = planned.jobs[0].run["model"]
+                    if k not in hidden and v != ""}
+    if "model" not in varying:
+        fixed_params["model"] = planned.jobs[0].run["model"]
     return page.figure("generate.html", planned, {
         "spec": spec, "panels": panels, "row_axis": rows, "col_axis": cols,
         "fixed": fixed_params, "prompts": spec.prompts,
