@@ -22,6 +22,7 @@ class Context:
     resolver: Resolver
     store: Store
     config: dict[str, Any] = field(default_factory=dict)  # the unmake plugin config
+    cache: dict[str, Any] = field(default_factory=dict)  # per-build memo for kinds (e.g. datasets)
 
 
 @dataclass
@@ -101,6 +102,9 @@ def plan_site(pages: dict[str, tuple[str, str]], ctx: Context, force: bool = Fal
                 expanded = KINDS[directive.kind].expand(directive.spec, ctx)
             except DirectiveError as exc:
                 raise exc.located(shown, directive.line, directive.kind) from None
+            except UnmakeError as exc:
+                raise DirectiveError(str(exc), file=shown, line=directive.line,
+                                     kind=directive.kind) from None
             own = []
             for job in expanded:
                 job = jobs.setdefault(job.key, job)  # identical jobs on any page run once

@@ -29,6 +29,8 @@ class Kind:
 
 _MODULES = (
     "generate",
+    "ecosystem",
+    "dataset",
 )
 
 KINDS: dict[str, Kind] = {}
