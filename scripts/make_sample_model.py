@@ -16,10 +16,7 @@ already there. The folder loads with
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,56 +74,19 @@ front matter is a claim by whoever wrote the card, and nothing in the weight fil
 """
 
 
-def write(folder: Path) -> None:
-    import torch
-    from diffusers import (
-        AutoencoderKL,
-        DDIMScheduler,
-        StableDiffusionPipeline,
-        UNet2DConditionModel,
-    )
-    from diffusers.utils import logging as diffusers_logging
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-    from transformers.utils import logging as transformers_logging
-
-    from generator.backends.tiny import _tokenizer_files
-
-    for lib in (diffusers_logging, transformers_logging):
-        lib.disable_progress_bar()
-        lib.set_verbosity_error()
-
-    torch.manual_seed(SEED)
-    unet = UNet2DConditionModel(**UNET)
-    vae = AutoencoderKL(**VAE)
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=49408, bos_token_id=49406, eos_token_id=49407, pad_token_id=49407, **TEXT))
-    tok_dir = folder / "_tok"
-    _tokenizer_files(tok_dir)
-    tokenizer = CLIPTokenizer(str(tok_dir / "vocab.json"), str(tok_dir / "merges.txt"),
-                              pad_token="<|endoftext|>", model_max_length=77)
-    pipe = StableDiffusionPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-        scheduler=DDIMScheduler(**SCHEDULER),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    pipe.to(torch.float16).save_pretrained(folder, safe_serialization=True)
-    shutil.rmtree(tok_dir)
-    (folder / "README.md").write_text(CARD.format(seed=SEED), "utf-8")
+def recipe() -> dict:
+    return {"seed": SEED, "unet": UNET, "vae": VAE, "text_encoder": TEXT, "scheduler": SCHEDULER}
 
 
 def ensure(out: Path) -> Path:
     """Write the sample model into `out` unless it is already there (atomically)."""
-    if (out / "model_index.json").is_file():
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".sample-", dir=out.parent))
-    try:
-        write(tmp)
-        tmp.chmod(0o755)  # mkdtemp makes it private
-        os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    from diffusers.utils import logging as diffusers_logging
+
+    from generator.backends.tiny import ensure_folder, write_pipeline
+
+    diffusers_logging.set_verbosity_error()  # its float16 cast notice is noise here
+    return ensure_folder(out, lambda tmp: write_pipeline(
+        tmp, recipe(), CARD.format(seed=SEED), scheduler="DDIMScheduler", half=True))
 
 
 def main(argv: list[str]) -> int:

@@ -12,7 +12,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ..models import TINY_RECIPE, ModelRef
 
@@ -37,14 +39,21 @@ offline. Recipe version {version}, seed {seed}.
 
 
 def ensure_tiny(ref: ModelRef) -> Path:
-    """The folder of the tiny model, written on first use (atomically: a temp dir, then rename)."""
-    path = Path(ref.path)
+    """The folder of the tiny model, written on first use."""
+    card = CARD.format(**TINY_RECIPE)
+    return ensure_folder(Path(ref.path), lambda tmp: write_pipeline(tmp, TINY_RECIPE, card))
+
+
+def ensure_folder(path: Path, write: Callable[[Path], None]) -> Path:
+    """`path`, written by `write` unless it is there: into a temp folder, then renamed into place,
+    so that a killed process never leaves half a model."""
     if (path / "model_index.json").is_file():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tiny-", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
     try:
-        _write(tmp)
+        write(tmp)
+        tmp.chmod(0o755)  # mkdtemp makes it private
         try:
             os.rename(tmp, path)
         except OSError:  # another process won the race; its copy is identical
@@ -72,31 +81,34 @@ def _tokenizer_files(folder: Path) -> None:
     (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", "utf-8")
 
 
-def _write(folder: Path) -> None:
+def write_pipeline(folder: Path, recipe: dict[str, Any], card: str,
+                   scheduler: str = "PNDMScheduler", half: bool = False) -> None:
+    """Save a Stable Diffusion pipeline of random, seeded weights shaped by `recipe`."""
+    import diffusers
     import torch
-    from diffusers import (
-        AutoencoderKL,
-        PNDMScheduler,
-        StableDiffusionPipeline,
-        UNet2DConditionModel,
-    )
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers.utils import logging as diffusers_logging
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers.utils import logging as transformers_logging
 
-    recipe = TINY_RECIPE
+    for lib in (diffusers_logging, transformers_logging):
+        lib.disable_progress_bar()
     torch.manual_seed(recipe["seed"])
     unet = UNet2DConditionModel(**recipe["unet"])
     vae = AutoencoderKL(**recipe["vae"])
-    text = recipe["text_encoder"]
     text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=49408, bos_token_id=49406, eos_token_id=49407, pad_token_id=49407, **text))
+        vocab_size=49408, bos_token_id=49406, eos_token_id=49407, pad_token_id=49407,
+        **recipe["text_encoder"]))
     tok_dir = folder / "_tok"
     _tokenizer_files(tok_dir)
     tokenizer = CLIPTokenizer(str(tok_dir / "vocab.json"), str(tok_dir / "merges.txt"),
                               pad_token="<|endoftext|>", model_max_length=77)
     pipe = StableDiffusionPipeline(
         vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-        scheduler=PNDMScheduler(**recipe["scheduler"]),
+        scheduler=getattr(diffusers, scheduler)(**recipe["scheduler"]),
         safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    if half:
+        pipe = pipe.to(torch.float16)  # type: ignore[attr-defined]
     pipe.save_pretrained(folder, safe_serialization=True)  # type: ignore[attr-defined]
     shutil.rmtree(tok_dir)
-    (folder / "README.md").write_text(CARD.format(**recipe), "utf-8")
+    (folder / "README.md").write_text(card, "utf-8")
