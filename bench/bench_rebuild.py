@@ -1,6 +1,6 @@
 """What does a no-op `unmake build` cost over a plain mkdocs build of the same static site?
 
-Makes two sites in bench/out/rebuild/ with the same --pages pages (prose, headings and --grids
+Makes sites in bench/out/rebuild/ with the same --pages pages (prose, headings and --grids
 2x2 `generate` grids a page), the same theme and plugins (material, search, glightbox):
 
   unmake  the zine: each grid is a `generate` directive; the store is filled by an untimed first
@@ -10,11 +10,14 @@ Makes two sites in bench/out/rebuild/ with the same --pages pages (prose, headin
           CSS) are copied into docs/, so mkdocs copies them into the site itself
 
 and times `unmake build` against `mkdocs build`, each a fresh subprocess from python start to exit,
-alternating, --repeat times each; prints medians and their ratio (target: <= 1.2).
+alternating, --repeat times each; prints medians and their ratio (target: <= 1.2). For scale it
+also times a third site, for reference only:
+
+  prose   the same pages with the grids left out (headings and prose only, no images)
 
 Images: by default every grid is distinct (pages x grids x 4 images: 4,000 for 100 x 10), made
 with the tiny model at 32x32 and 2 steps. The store lives in bench/out/rebuild-store/ and is kept
-between runs, so only the first run pays for generating them (several minutes on 2 CPU cores);
+between runs, so only the first run pays for generating them (about 6 minutes on 2 CPU cores);
 --distinct N reuses N grids' prompts round-robin (identical jobs dedupe) for a quicker first run.
 
 Run: .venv/bin/python bench/bench_rebuild.py [--pages 100] [--grids 10] [--repeat 3] [--profile]
@@ -118,6 +121,16 @@ def write_static(folder: Path, zine: Path, args: argparse.Namespace) -> None:
         (folder / "docs" / f"{name}.md").write_text("\n\n".join(blocks) + "\n", "utf-8")
 
 
+def write_prose(folder: Path, args: argparse.Namespace) -> None:
+    """The same pages without their grids: what the site costs before any image."""
+    fresh(folder)
+    (folder / "docs").mkdir()
+    (folder / "mkdocs.yml").write_text(CONFIG.format(extra="", unmake=""), "utf-8")
+    for page in range(args.pages):
+        blocks = [b for b in page_blocks(page, args) if isinstance(b, str)]
+        (folder / "docs" / f"study-{page + 1:03d}.md").write_text("\n\n".join(blocks) + "\n")
+
+
 def same_pages(zine: Path, static: Path, pages: int) -> int:
     """How many pages have the same <article> HTML in both sites (blank lines ignored)."""
     def article(site: Path, name: str) -> str:
@@ -149,29 +162,34 @@ def main() -> int:
 
     env = child_env(args.threads)
     base = OUT / "rebuild"
-    zine, static = base / "zine", base / "static"
+    zine, static, prose = base / "zine", base / "static", base / "prose"
     store = OUT / "rebuild-store"  # kept between runs: only new images are generated
 
     write_zine(zine, store, args)
-    unmake_cmd = [str(BIN / "unmake"), "build", "-f", str(zine / "mkdocs.yml")]
-    static_cmd = [str(BIN / "mkdocs"), "build", "-f", str(static / "mkdocs.yml")]
+    write_prose(prose, args)
+    commands = {
+        "unmake": ([str(BIN / "unmake"), "build", "-f", str(zine / "mkdocs.yml")], zine),
+        "static": ([str(BIN / "mkdocs"), "build", "-f", str(static / "mkdocs.yml")], static),
+        "prose": ([str(BIN / "mkdocs"), "build", "-f", str(prose / "mkdocs.yml")], prose),
+    }
+    unmake_cmd = commands["unmake"][0]
     print(f"filling the store ({args.pages * args.grids} grids, {args.distinct} distinct, "
           f"{args.distinct * 4} images at most; kept in {store})…", flush=True)
     t0 = time.perf_counter()
     seed = run_timed(unmake_cmd, zine, env)
     print(f"  first build: {time.perf_counter() - t0:.1f} s "
           f"({_grep(seed.stderr, r'unmake: (nothing to run.*|ran .*)')})", flush=True)
-    write_static(static, zine, args)
-    run_timed(static_cmd, static, env)  # untimed warm-up of the static side
-    run_timed(unmake_cmd, zine, env)  # and of the no-op unmake side
+    run_timed(unmake_cmd, zine, env)  # untimed warm-up of the no-op unmake side
+    write_static(static, zine, args)  # from that build's pages: the HTML of the code as it is
+    run_timed(*commands["static"], env)  # and of the other sides
+    run_timed(*commands["prose"], env)
     matching = same_pages(zine, static, args.pages)
 
-    runs: dict[str, list[tuple[float, float, float]]] = {"unmake": [], "static": []}
+    runs: dict[str, list[tuple[float, float, float]]] = {side: [] for side in commands}
     for i in range(args.repeat):
         order = ["unmake", "static"] if i % 2 == 0 else ["static", "unmake"]
-        for side in order:
-            cmd, cwd = (unmake_cmd, zine) if side == "unmake" else (static_cmd, static)
-            timed = run_timed(cmd, cwd, env)
+        for side in [*order, "prose"]:
+            timed = run_timed(*commands[side], env)
             if side == "unmake" and "unmake: nothing to run" not in timed.stderr:
                 sys.stderr.write(timed.stderr)
                 raise SystemExit("bench: the rebuild was not a no-op")
@@ -192,6 +210,7 @@ def main() -> int:
         ["mkdocs build, static (CPU)", *fmt("static", 1)],
         ["unmake: 'built in' (mkdocs)", *fmt("unmake", 2)],
         ["static: 'built in' (mkdocs)", *fmt("static", 2)],
+        ["mkdocs build, prose only (wall)", *fmt("prose", 0)],
     ]
     images = len(list((zine / "site" / "assets" / "unmake" / "img").glob("*.webp")))
     print()
@@ -204,6 +223,10 @@ def main() -> int:
         print(f"ratio unmake / static, {label} (medians): {ratio:.3f}x"
               + (verdict if i == 0 else ""))
     print(f"pages with the same <article> HTML in both sites: {matching}/{args.pages}")
+    prose_wall = median([r[0] for r in runs["prose"]])
+    print(f"for scale, the pages without their grids build in {prose_wall:.2f} s: the grids add "
+          f"{median([r[0] for r in runs['unmake']]) - prose_wall:.2f} s to a no-op unmake build, "
+          f"{median([r[0] for r in runs['static']]) - prose_wall:.2f} s to the static one")
     note = load_note()
     if note:
         print(f"machine: {note}")
