@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,32 @@ class Context:
     store: Store
     config: dict[str, Any] = field(default_factory=dict)  # the unmake plugin config
     cache: dict[str, Any] = field(default_factory=dict)  # per-build memo for kinds (e.g. datasets)
+    memos: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)  # name -> (v, memo)
+    _dirty: set[str] = field(default_factory=set)
+
+    def memo(self, name: str, version: str) -> dict[str, Any]:
+        """A dict kept in the store between builds, for pure functions of an author's text
+        (e.g. prompt expansion). Forgotten when `version` changes; a bad file is ignored."""
+        if name not in self.memos:
+            path = self.store.root / "memo" / f"{name}.json"
+            try:
+                saved = json.loads(path.read_text("utf-8"))
+            except (OSError, ValueError):
+                saved = {}
+            same = isinstance(saved, dict) and saved.get("version") == version
+            self.memos[name] = (version, saved.get("entries", {}) if same else {})
+        return self.memos[name][1]
+
+    def memo_changed(self, name: str) -> None:
+        self._dirty.add(name)
+
+    def save_memos(self) -> None:
+        for name in sorted(self._dirty):
+            version, entries = self.memos[name]
+            data = {"version": version, "entries": entries}
+            self.store.write_atomic(self.store.root / "memo" / f"{name}.json",
+                                    json.dumps(data, ensure_ascii=False).encode("utf-8"))
+        self._dirty.clear()
 
 
 @dataclass
@@ -114,6 +141,7 @@ def plan_site(pages: dict[str, tuple[str, str]], ctx: Context, force: bool = Fal
         planned[src] = items
     # --force runs everything again but deletes nothing first: a result is replaced only when
     # its new one is written, so an interrupted forced build loses no work.
+    ctx.save_memos()
     cached = set() if force else {key for key in jobs if ctx.store.has(key)}
     missing = [job for key, job in jobs.items() if key not in cached]
     return Plan(planned, jobs, cached, missing)

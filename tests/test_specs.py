@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,26 @@ def test_labels_strip_the_shared_words() -> None:
         "a photo of a doctor, studio": "doctor", "a photo of a nurse, studio": "nurse"}
     assert common_affixes(["same"]) == {"same": "same"}
     assert common_affixes(["a b", "a b c"]) == {"a b": "a b", "a b c": "c"}
+
+
+def test_prompt_expansions_are_remembered_in_the_store(ctx: Context, tmp_path: Path) -> None:
+    plan_of({"p.md": page("prompt: 'a {b|c}'")}, ctx)
+    saved = json.loads((tmp_path / ".unmake" / "memo" / "prompts.json").read_text())
+    assert saved["entries"] == {"a {b|c}": ["a b", "a c"]}
+    assert saved["version"].startswith("dynamicprompts ")
+    # a later build reads the memo instead of parsing again: a doctored entry shows it is used
+    saved["entries"]["a {b|c}"] = ["a b", "a z"]
+    (tmp_path / ".unmake" / "memo" / "prompts.json").write_text(json.dumps(saved))
+    fresh = Context(tmp_path, tmp_path / "docs", ctx.resolver, Store(tmp_path / ".unmake"))
+    assert spec_of("prompt: 'a {b|c}'", fresh).prompts == ("a b", "a z")
+    # a memo written by another dynamicprompts release is ignored
+    saved["version"] = "dynamicprompts 0.0"
+    (tmp_path / ".unmake" / "memo" / "prompts.json").write_text(json.dumps(saved))
+    fresh = Context(tmp_path, tmp_path / "docs", ctx.resolver, Store(tmp_path / ".unmake"))
+    assert spec_of("prompt: 'a {b|c}'", fresh).prompts == ("a b", "a c")
+
+
+def test_a_corrupt_memo_is_ignored(ctx: Context, tmp_path: Path) -> None:
+    (tmp_path / ".unmake" / "memo").mkdir(parents=True)
+    (tmp_path / ".unmake" / "memo" / "prompts.json").write_text("{half")
+    assert spec_of("prompt: 'a {b|c}'", ctx).prompts == ("a b", "a c")

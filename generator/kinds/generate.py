@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from importlib.metadata import version
 from typing import Any
 
 from ..errors import ModelNotFound
@@ -37,18 +38,27 @@ class GenerateSpec:
         return [(name, values) for name, values in axes if len(values) > 1]
 
 
-def expand_prompts(templates: tuple[str, ...], error: Any) -> tuple[str, ...]:
-    """`{a|b}` variants expanded combinatorially (dynamicprompts), in order, duplicates dropped."""
-    from dynamicprompts.generators import CombinatorialPromptGenerator
+def expand_prompts(templates: tuple[str, ...], error: Any,
+                   memo: dict[str, Any] | None = None) -> tuple[str, ...]:
+    """`{a|b}` variants expanded combinatorially (dynamicprompts), in order, duplicates dropped.
 
+    Expansions are remembered in `memo` (kept in the store between builds): parsing a template
+    costs milliseconds, which is most of a no-op rebuild of a large site.
+    """
     out: list[str] = []
-    generator = CombinatorialPromptGenerator()
     for template in templates:
-        try:
-            prompts = list(generator.generate(template, max_prompts=MAX_IMAGES + 1))
-        except Exception as exc:  # pyparsing and wildcard errors alike
-            raise error(f"is not a valid prompt template ({exc.__class__.__name__}: {exc})") \
-                from None
+        prompts = memo.get(template) if memo is not None else None
+        if prompts is None:
+            from dynamicprompts.generators import CombinatorialPromptGenerator
+
+            try:
+                prompts = list(CombinatorialPromptGenerator().generate(
+                    template, max_prompts=MAX_IMAGES + 1))
+            except Exception as exc:  # pyparsing and wildcard errors alike
+                raise error(f"is not a valid prompt template ({exc.__class__.__name__}: "
+                            f"{exc})") from None
+            if memo is not None:
+                memo[template] = prompts
         out += [p for p in prompts if p not in out]
     return tuple(out)
 
@@ -112,7 +122,11 @@ def parse(body: Body, ctx: Context) -> GenerateSpec:
     def err(key: str) -> Any:
         return lambda message: body.error(key, message)
 
-    prompts = expand_prompts(body.take_str_list("prompt"), err("prompt"))
+    memo = ctx.memo("prompts", f"dynamicprompts {version('dynamicprompts')}")
+    before = len(memo)
+    prompts = expand_prompts(body.take_str_list("prompt"), err("prompt"), memo)
+    if len(memo) != before:
+        ctx.memo_changed("prompts")
     seeds = parse_seeds(body.raw("seeds", 1), err("seeds"))
     base: dict[str, Any] = {"model": check_param("model", body.take_str("model", "default"),
                                                   err("model"), ctx)}
