@@ -14,9 +14,12 @@ Data flow (one module, one job):
     render.py      results -> HTML fragments through Jinja2 templates (templates/)
     plugin.py      the mkdocs plugin that drives it all inside a build; cli.py the command line
 
-Layers: errors/keys/log are leaves; specs, directives, store, plan, render, datasets, execute,
-models and kinds/ are pure Python (no torch at import); backends/ is the only home of torch,
-diffusers and open_clip, imported lazily.
+    datasets.py    LAION-style Parquet through DuckDB: config, fingerprints, the `dataset` runner
+    modelfacts.py  a model's own files read without loading weights: the `ecosystem` runner
+
+Layers: errors/keys/log are leaves; specs, directives, store, plan, render, datasets, modelfacts,
+execute, models and kinds/ are pure Python (no torch at import); backends/ is the only home of
+torch, diffusers and open_clip, imported lazily.
 """
 
 __version__ = "0.1.0"

@@ -61,7 +61,7 @@ def test_grid_page_has_labels_images_provenance_and_sheet(built: Zine) -> None:
     assert all(a["data-gallery"] == "foxes" for a in anchors)
 
     # one provenance panel per image, naming everything that made it
-    panels = re.findall(r'<details class="unmake-prov">(.*?)</details>', html, re.S)
+    panels = re.findall(r'<details class="unmake-prov"[^>]*>(.*?)</details>', html, re.S)
     assert len(panels) == 4
     for panel in panels:
         short_key = re.search(r"<dt>record</dt><dd><code>([0-9a-f]{16})</code>", panel)[1]
