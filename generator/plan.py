@@ -102,6 +102,7 @@ def parse_page(text: str, file: str, ctx: Context) -> list[dirs.Directive]:
     from .kinds import KINDS
 
     found = dirs.find(text, file, set(KINDS))
+    ids: dict[str, int] = {}
     for directive in found:
         kind = KINDS[directive.kind]
         body = dirs.parse_body(directive)
@@ -113,6 +114,13 @@ def parse_page(text: str, file: str, ctx: Context) -> list[dirs.Directive]:
         except UnmakeError as exc:
             raise DirectiveError(str(exc), file=file, line=directive.line,
                                  kind=directive.kind) from None
+        figure_id = getattr(directive.spec, "id", None)
+        if figure_id in ids:  # two figures with one anchor: links would go to the first
+            raise DirectiveError(f"is already the id of the figure at line {ids[figure_id]}",
+                                 file=file, line=body.key_lines.get("id", directive.line),
+                                 kind=directive.kind, key="id")
+        if figure_id:
+            ids[figure_id] = directive.line
     return found
 
 

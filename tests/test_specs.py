@@ -160,3 +160,11 @@ def test_a_corrupt_memo_is_ignored(ctx: Context, tmp_path: Path) -> None:
     (tmp_path / ".unmake" / "memo").mkdir(parents=True)
     (tmp_path / ".unmake" / "memo" / "prompts.json").write_text("{half")
     assert spec_of("prompt: 'a {b|c}'", ctx).prompts == ("a b", "a c")
+
+
+def test_two_figures_of_a_page_cannot_share_an_id(ctx: Context) -> None:
+    text = page("id: foxes\nprompt: a") + "\n" + page("prompt: b\nid: foxes")
+    with pytest.raises(DirectiveError) as err:
+        parse_page(text, "docs/p.md", ctx)
+    assert str(err.value) == ("docs/p.md:16: generate: 'id' is already the id of the figure "
+                              "at line 5")
