@@ -61,9 +61,12 @@ class ModelRef:
     path: str  # folder to load from_pretrained from (for tiny: where it is or will be written)
     fingerprint: str
     defaults: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    size: tuple[int, int] | None = None  # remembered native size, for frozen builds
 
     def native_size(self) -> tuple[int, int]:
         """Width and height the model was trained at, read from its configs."""
+        if self.size:
+            return self.size
         if self.source == "builtin":
             unet, vae = TINY_RECIPE["unet"], TINY_RECIPE["vae"]
         else:
@@ -141,10 +144,12 @@ class Resolver:
             # fingerprint this reference had when its images were made is still their key.
             known = self._memo.get(f"ref:{ref}")
             if self.frozen and known:
+                width, height = known.get("size") or (0, 0)
                 return ModelRef(name, ref, known["source"], known["path"], known["fingerprint"],
-                                dict(REAL_DEFAULTS))
+                                dict(REAL_DEFAULTS), (width, height) if width else None)
             raise
-        entry = {"source": model.source, "path": model.path, "fingerprint": model.fingerprint}
+        entry = {"source": model.source, "path": model.path, "fingerprint": model.fingerprint,
+                 "size": list(model.native_size())}
         if self._memo.get(f"ref:{ref}") != entry:
             self._memo[f"ref:{ref}"] = entry
             self._save_memo()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from generator.errors import DirectiveError
+from generator.errors import DirectiveError, ModelNotFound
 from generator.models import Resolver
 from generator.plan import Context, parse_page, plan_site
 from generator.render import common_affixes
@@ -168,3 +168,29 @@ def test_two_figures_of_a_page_cannot_share_an_id(ctx: Context) -> None:
         parse_page(text, "docs/p.md", ctx)
     assert str(err.value) == ("docs/p.md:16: generate: 'id' is already the id of the figure "
                               "at line 5")
+
+
+def test_frozen_builds_remember_a_missing_folder_models_print_and_size(tmp_path: Path) -> None:
+    folder = tmp_path / "sd"
+    (folder / "unet").mkdir(parents=True)
+    (folder / "vae").mkdir()
+    (folder / "model_index.json").write_text('{"_class_name": "StableDiffusionPipeline"}')
+    (folder / "unet" / "config.json").write_text('{"sample_size": 96}')
+    (folder / "vae" / "config.json").write_text('{"block_out_channels": [1, 2, 3, 4]}')
+    (folder / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"weights")
+    memo = tmp_path / ".unmake" / "fingerprints.json"
+    live = Resolver({"default": "sd"}, tmp_path, memo).resolve("default")
+    assert live.native_size() == (768, 768)
+    assert live.fingerprint.startswith("folder:")
+    (folder / "unet" / "config.json").write_text('{"sample_size": 64}')  # configs are hashed
+    changed = Resolver({"default": "sd"}, tmp_path, memo).resolve("default")
+    assert changed.fingerprint != live.fingerprint
+    (folder / "unet" / "config.json").write_text('{"sample_size": 96}')
+    Resolver({"default": "sd"}, tmp_path, memo).resolve("default")
+    for path in sorted(folder.rglob("*"), reverse=True):
+        path.unlink() if path.is_file() else path.rmdir()
+    folder.rmdir()
+    frozen = Resolver({"default": "sd"}, tmp_path, memo, frozen=True).resolve("default")
+    assert (frozen.fingerprint, frozen.native_size()) == (live.fingerprint, (768, 768))
+    with pytest.raises(ModelNotFound, match="alias 'default' -> 'sd' not found"):
+        Resolver({"default": "sd"}, tmp_path, memo).resolve("default")
