@@ -27,7 +27,6 @@ from typing import Any
 
 import yaml
 
-from .keys import digest
 from .store import Result
 
 # Bump when what is read, or how, changes: it is part of every fact sheet's cache key.
@@ -274,20 +273,6 @@ def read_facts(folder: str | Path) -> dict[str, Any]:
         "card": card,
         "problems": problems + card_problems,
     }
-
-
-def files_digest(folder: str | Path) -> str | None:
-    """A hash of a model folder's small files (configs, tokenizer, card): what the weights'
-    fingerprint does not cover but the facts depend on. None when the folder is not there."""
-    root = Path(folder)
-    if not (root / "model_index.json").is_file():
-        return None
-    parts = []
-    for path in sorted(root.rglob("*")):
-        if (path.is_file() and path.suffix not in (".safetensors", *OTHER_WEIGHTS)
-                and not any(p.startswith(".") for p in path.relative_to(root).parts)):
-            parts.append(f"{path.relative_to(root).as_posix()}:{digest(path.read_bytes())}")
-    return digest("\n".join(parts))[:16]
 
 
 # -- runner ---------------------------------------------------------------------------------------

@@ -62,6 +62,10 @@ class ModelRef:
     fingerprint: str
     defaults: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     size: tuple[int, int] | None = None  # remembered native size, for frozen builds
+    # a hash of a folder's model card: not part of what the model makes (so not in the
+    # fingerprint), but what the `ecosystem` directive reports; hub snapshots and tiny are
+    # already pinned by their fingerprint
+    card: str | None = None
 
     def native_size(self) -> tuple[int, int]:
         """Width and height the model was trained at, read from its configs."""
@@ -146,10 +150,11 @@ class Resolver:
             if self.frozen and known:
                 width, height = known.get("size") or (0, 0)
                 return ModelRef(name, ref, known["source"], known["path"], known["fingerprint"],
-                                dict(REAL_DEFAULTS), (width, height) if width else None)
+                                dict(REAL_DEFAULTS), (width, height) if width else None,
+                                known.get("card"))
             raise
         entry = {"source": model.source, "path": model.path, "fingerprint": model.fingerprint,
-                 "size": list(model.native_size())}
+                 "size": list(model.native_size()), "card": model.card}
         if self._memo.get(f"ref:{ref}") != entry:
             self._memo[f"ref:{ref}"] = entry
             self._save_memo()
@@ -162,8 +167,10 @@ class Resolver:
             folder = self.root / folder
         looked.append(f"folder {folder}")
         if (folder / "model_index.json").is_file():
+            card = folder / "README.md"
             return ModelRef(name, ref, "folder", str(folder), self._folder_print(folder),
-                            dict(REAL_DEFAULTS))
+                            dict(REAL_DEFAULTS),
+                            card=digest(card.read_bytes())[:16] if card.is_file() else None)
         repo, _, revision = ref.partition("@")
         if repo.count("/") == 1 and not repo.startswith((".", "/", "~")):
             entry = hf_hub_cache() / f"models--{repo.replace('/', '--')}"

@@ -178,8 +178,10 @@ def test_frozen_builds_remember_a_missing_folder_models_print_and_size(tmp_path:
     (folder / "unet" / "config.json").write_text('{"sample_size": 96}')
     (folder / "vae" / "config.json").write_text('{"block_out_channels": [1, 2, 3, 4]}')
     (folder / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"weights")
+    (folder / "README.md").write_text("---\nlicense: mit\n---\n")
     memo = tmp_path / ".unmake" / "fingerprints.json"
     live = Resolver({"default": "sd"}, tmp_path, memo).resolve("default")
+    assert live.card is not None
     assert live.native_size() == (768, 768)
     assert live.fingerprint.startswith("folder:")
     (folder / "unet" / "config.json").write_text('{"sample_size": 64}')  # configs are hashed
@@ -192,5 +194,6 @@ def test_frozen_builds_remember_a_missing_folder_models_print_and_size(tmp_path:
     folder.rmdir()
     frozen = Resolver({"default": "sd"}, tmp_path, memo, frozen=True).resolve("default")
     assert (frozen.fingerprint, frozen.native_size()) == (live.fingerprint, (768, 768))
+    assert frozen.card == live.card  # so a frozen fact sheet finds its stored key
     with pytest.raises(ModelNotFound, match="alias 'default' -> 'sd' not found"):
         Resolver({"default": "sd"}, tmp_path, memo).resolve("default")

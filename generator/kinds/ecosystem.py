@@ -19,11 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ModelNotFound
-from ..modelfacts import READER_VERSION, files_digest
+from ..modelfacts import READER_VERSION
 from ..plan import Context, Job, Planned
 from ..render import PageRender
 from ..specs import Body
-from ..store import Store
 from . import Kind
 
 # every fact the table can show, in its default order; `facts:` picks and orders a subset
@@ -113,29 +112,13 @@ def parse(body: Body, ctx: Context) -> EcosystemSpec:
                          caption=body.take_str("caption", None))
 
 
-def _last_read(store: Store, fingerprint: str) -> str | None:
-    """The files digest of the newest stored fact sheet of a model (for a frozen build on a
-    machine without the model folder: what its files were when they were last read)."""
-    best: tuple[str, str] | None = None
-    for record in store.records():
-        inputs = record.get("inputs") or {}
-        if (record.get("type") == "ecosystem.facts" and inputs.get("model") == fingerprint
-                and inputs.get("reader") == READER_VERSION and "files" in inputs):
-            candidate = (record.get("created", ""), inputs["files"])
-            best = max(best, candidate) if best else candidate
-    return best[1] if best else None
-
-
 def expand(spec: EcosystemSpec, ctx: Context) -> list[Job]:
     jobs = []
     for column in spec.models:
         model = ctx.resolver.resolve(column.alias)
         inputs: dict[str, Any] = {"model": model.fingerprint, "reader": READER_VERSION}
-        if model.source == "folder":
-            # a folder's fingerprint hashes its weights only; its card and configs are facts too
-            files = files_digest(model.path) or _last_read(ctx.store, model.fingerprint)
-            if files:
-                inputs["files"] = files
+        if model.card:  # the fingerprint covers weights and configs, not the card
+            inputs["card"] = model.card
         run = {"model": model.name, "ref": model.ref, "source": model.source, "path": model.path}
         jobs.append(Job("ecosystem.facts", inputs, group=("ecosystem",), run=run))
     return jobs
