@@ -100,8 +100,9 @@ def directive_side(parquet: Path, search: str) -> tuple[float, dict]:
     """Parse, plan, key, run and store the directive, as a build does (minus mkdocs)."""
     from generator import datasets
     from generator.models import Resolver
-    from generator.plan import Context, plan_site
+    from generator.plan import plan_site
     from generator.store import Store
+    from generator.types import Context
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

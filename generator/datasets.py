@@ -36,8 +36,8 @@ A row with no value in a condition's column does not pass it.
 
 A dataset's fingerprint is a hash of (path, size, mtime_ns) of each Parquet file (and, apart, of
 each .npy file): changing a file changes the key of every lookup on that dataset and no other.
-Fingerprints and column lists are remembered in the store (datasets.json), so a `--frozen` build
-finds the stored lookups on a machine without the data.
+Fingerprints and column lists are remembered in the store (memo/datasets.json), so a `--frozen`
+build finds the stored lookups on a machine without the data.
 
 The runner (`run`, job type "dataset.lookup") answers one directive in a handful of statements: one
 scan of the Parquet that keeps the matching rows (only the columns the directive needs) in a temp
@@ -50,7 +50,6 @@ from __future__ import annotations
 import functools
 import glob
 import itertools
-import json
 import os
 import re
 import time
@@ -64,8 +63,8 @@ from .errors import ConfigError, UnmakeError
 from .keys import canonical_json, digest
 
 if TYPE_CHECKING:
-    from .plan import Context, Job
-    from .store import Result
+    from .store import Memo, Result
+    from .types import Context, Job
 
 ALGO_VERSION = 1  # bump when the same inputs would give a different lookup result
 LAION_COLUMNS = ("URL", "TEXT", "WIDTH", "HEIGHT", "similarity", "punsafe", "pwatermark",
@@ -446,7 +445,7 @@ class Datasets:
     never reads any of this.
     """
 
-    def __init__(self, config: dict[str, Any], root: Path, memo: Path | None,
+    def __init__(self, config: dict[str, Any], root: Path, memo: Memo | None,
                  frozen: bool) -> None:
         raw = config.get("datasets") or {}
         if not isinstance(raw, dict):
@@ -458,13 +457,8 @@ class Datasets:
                               "chains")
         merged = {**PRESET_CHAINS, **chains}
         self.chains = {str(name): parse_chain(str(name), v) for name, v in merged.items()}
-        self.root, self.frozen, self.memo_path = root, frozen, memo
-        self._memo: dict[str, Any] = {}
-        if memo and memo.is_file():
-            try:
-                self._memo = json.loads(memo.read_text("utf-8"))
-            except (OSError, ValueError):
-                self._memo = {}
+        self.root, self.frozen = root, frozen
+        self._memo: Memo | None = memo  # the store's "datasets" memo (None: remember nothing)
         self._found: dict[str, Dataset] = {}
 
     def get(self, alias: str) -> Dataset:
@@ -503,7 +497,7 @@ class Datasets:
                 missing.append(pattern)
         memo_key = self._memo_key(cfg)
         if missing:
-            known = self._memo.get(memo_key)
+            known = self._known(memo_key)
             if self.frozen and known:  # render from the store: the data is not on this machine
                 return Dataset(cfg, self.root, (), tuple(known["files"]), known["fingerprint"],
                                dict(known["schema"]), present=False,
@@ -534,9 +528,10 @@ class Datasets:
             key = self._memo_key(dataset.config)
             if folder.is_dir():
                 dataset._images_print = "images:" + folder_print(folder)
-                self._remember(key, {**self._memo.get(key, {}), "images": dataset._images_print})
+                self._remember(key, {**self._known(key, {}),
+                                     "images": dataset._images_print})
             elif self.frozen:  # rendering from the store: what the folder was when it ran
-                return self._memo.get(key, {}).get("images")
+                return self._known(key, {}).get("images")
             else:
                 raise DatasetError(f"mkdocs.yml: plugins.unmake.datasets.{dataset.alias}.images: "
                                    f"folder {folder} not found")
@@ -554,21 +549,19 @@ class Datasets:
                                f" no .npy files at {path}")
         return "npy:" + file_print(files, self.root)
 
+    def _known(self, key: str, default: Any = None) -> Any:
+        return self._memo.get(key, default) if self._memo is not None else default
+
     def _remember(self, key: str, entry: dict[str, Any]) -> None:
-        if self._memo.get(key) == entry or not self.memo_path:
-            return
-        self._memo[key] = entry
-        self.memo_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.memo_path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self._memo, indent=1, sort_keys=True), "utf-8")
-        os.replace(tmp, self.memo_path)
+        if self._memo is not None:
+            self._memo.remember(key, entry)
 
 
 def for_context(ctx: Context) -> Datasets:
     """The build's dataset registry, made on first use and kept on the Context."""
     found = ctx.cache.get("datasets")
     if found is None:
-        found = Datasets(ctx.config, ctx.root, ctx.store.root / "datasets.json",
+        found = Datasets(ctx.config, ctx.root, ctx.store.memo("datasets"),
                          frozen=ctx.resolver.frozen)
         ctx.cache["datasets"] = found
     return found

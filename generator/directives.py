@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -25,6 +26,8 @@ class Directive:
     end: int  # 1-based line of the closing fence
     body: str
     spec: Any = None
+    upstream: tuple[str, ...] = ()  # figure ids it reads (`of:`), for consumer kinds
+    key_lines: dict[str, int] = field(default_factory=dict)  # dotted key -> line in the file
 
     @property
     def where(self) -> str:
@@ -60,6 +63,29 @@ def find(text: str, file: str, kinds: set[str]) -> list[Directive]:
     return found
 
 
+def near_misses(text: str, kinds: set[str]) -> list[tuple[int, str, str]]:
+    """(line, word, kind) for each opening fence whose language is a near miss of a directive
+    kind (```ecosytem): Markdown would show it as a code block, silently."""
+    out = []
+    fence: str | None = None
+    for number, line in enumerate(text.splitlines(), 1):
+        match = _FENCE.match(line)
+        if not match:
+            continue
+        if fence is not None:  # inside a fence: only its closing line matters
+            if match["fence"][0] == fence[0] and len(match["fence"]) >= len(fence) \
+                    and not match["info"].strip():
+                fence = None
+            continue
+        fence = match["fence"]
+        word = (match["info"].split() or [""])[0]
+        if word and word not in kinds:
+            near = difflib.get_close_matches(word.lower(), sorted(kinds), n=1, cutoff=0.75)
+            if near:
+                out.append((number, word, near[0]))
+    return out
+
+
 # libyaml's safe loader, where PyYAML has it, is about 8 times faster than the pure-Python one
 # (a site of 1,000 directives plans 0.4 s sooner); a body it rejects is loaded again by the
 # pure-Python loader, whose error messages and lines are the ones reported.
@@ -88,7 +114,9 @@ def parse_body(directive: Directive) -> Body:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         line = directive.line + (mark.line + 1 if mark else 0)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise DirectiveError(f"YAML error: {problem}", file=directive.file, line=line,
+        hint, at = _quote_hint(directive.body, mark.line if mark else None)
+        raise DirectiveError(f"YAML error: {problem}{hint}", file=directive.file,
+                             line=line if at is None else directive.line + 1 + at,
                              kind=directive.kind) from None
     if data is None:
         data = {}
@@ -99,6 +127,35 @@ def parse_body(directive: Directive) -> Body:
     if isinstance(node, yaml.MappingNode):
         _key_lines(node, "", offset, key_lines)
     return Body(data=data, line=directive.line, key_lines=key_lines)
+
+
+# A plain YAML value may not hold `: ` or ` #`, nor start with one of these: the usual cause is a
+# prompt like `prompt: {a|b} at work` or `prompt: portrait: studio light`.
+_PLAIN_KEY_VALUE = re.compile(r"^(?P<indent>\s*(?:- )?)(?P<key>[\w.-]+):[ \t]+(?P<value>.+?)\s*$")
+_INDICATORS = tuple("{[&*!|>%@`'\"")
+
+
+def _quote_hint(body: str, index: int | None) -> tuple[str, int | None]:
+    """For the line YAML stopped at (or the one before it): the line with its value quoted,
+    and that line's index in the body."""
+    if index is None:
+        return "", None
+    lines = body.splitlines()
+    for i in (index, index - 1):
+        if not 0 <= i < len(lines):
+            continue
+        match = _PLAIN_KEY_VALUE.match(lines[i])
+        if not match:
+            continue
+        value = match["value"]
+        if value[0] in "'\"" and value[-1] == value[0]:
+            continue  # already quoted
+        if not (value.startswith(_INDICATORS) or ": " in value or " #" in value):
+            continue
+        quoted = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return (f". Text with {{ }}, [ ], ': ' or ' #' in it must be quoted; write: "
+                f"{match['indent'].strip()}{match['key']}: {quoted}"), i
+    return "", None
 
 
 def _key_lines(node: yaml.MappingNode, prefix: str, offset: int, out: dict[str, int]) -> None:

@@ -12,8 +12,8 @@ from importlib import import_module
 from typing import Any
 
 from .log import log, progress
-from .plan import Job, Plan
 from .store import Result, Store
+from .types import Job, Plan
 
 
 def runner_for(job_type: str) -> Any:

@@ -12,10 +12,13 @@ import os
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ModelNotFound
 from .keys import canonical_json, digest
+
+if TYPE_CHECKING:
+    from .store import Memo
 
 # The built-in model: Stable Diffusion's architecture in miniature, with seeded random weights.
 # Changing anything here changes its fingerprint, so stored images are never confused.
@@ -123,13 +126,13 @@ def tiny_ref(name: str = "tiny") -> ModelRef:
 class Resolver:
     """Turns model names into ModelRefs, memoising folder fingerprints by size and mtime."""
 
-    def __init__(self, aliases: dict[str, str], root: Path, memo: Path | None = None,
+    def __init__(self, aliases: dict[str, str], root: Path, memo: Memo | None = None,
                  frozen: bool = False) -> None:
         self.aliases = aliases
         self.frozen = frozen
         self.root = root
-        self.memo_path = memo
-        self._memo: dict[str, Any] = (_read_json(memo) or {}) if memo else {}
+        # the store's "fingerprints" memo; a plain dict (forgotten after the build) without one
+        self._memo: dict[str, Any] = memo if memo is not None else {}
         self._resolved: dict[str, ModelRef] = {}
 
     def resolve(self, name: str) -> ModelRef:
@@ -155,9 +158,7 @@ class Resolver:
             raise
         entry = {"source": model.source, "path": model.path, "fingerprint": model.fingerprint,
                  "size": list(model.native_size()), "card": model.card}
-        if self._memo.get(f"ref:{ref}") != entry:
-            self._memo[f"ref:{ref}"] = entry
-            self._save_memo()
+        self._remember(f"ref:{ref}", entry)
         return model
 
     def _find(self, name: str, ref: str) -> ModelRef:
@@ -204,20 +205,19 @@ class Resolver:
             st = path.stat()
             memo_key = f"{path}|{st.st_size}|{st.st_mtime_ns}"
             if memo_key not in self._memo:
-                self._memo[memo_key] = _hash_file(path)
-                self._save_memo()
+                self._remember(memo_key, _hash_file(path))
             parts.append(f"{path.relative_to(folder)}:{self._memo[memo_key]}")
         if not weights:
             raise ModelNotFound(f"model folder {folder} holds no .safetensors weights "
                                 "(unmake loads safetensors only)")
         return "folder:" + digest("\n".join(parts))[:16]
 
-    def _save_memo(self) -> None:
-        if self.memo_path:
-            self.memo_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.memo_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self._memo, indent=0), "utf-8")
-            os.replace(tmp, self.memo_path)
+    def _remember(self, key: str, value: Any) -> None:
+        remember = getattr(self._memo, "remember", None)
+        if remember:
+            remember(key, value)
+        else:
+            self._memo[key] = value
 
 
 def _read_text(path: Path) -> str | None:

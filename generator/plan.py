@@ -1,155 +1,196 @@
-"""Plan the whole site before any model loads: directives -> keyed jobs -> cached or to run."""
+"""Plan the whole site before any model loads: directives -> keyed jobs -> cached or to run.
+
+Planning is two passes. First every page is parsed and validated, so every figure id of the site
+is known; then directives are expanded in dependency order (a consumer, `of: id`, after the
+figure it reads), so a `measure` on page 1 can consume a `generate` on page 3. A consumer's jobs
+name their upstream jobs (`Job.needs`), whose keys are part of their own: a new upstream result
+means new consumer keys, and nothing else changes.
+"""
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+import difflib
+import re
 
 from . import directives as dirs
 from .errors import DirectiveError, UnmakeError
-from .keys import job_key
-from .models import Resolver
-from .store import Store
+from .log import log
+from .specs import Body
+from .types import Context, Job, Plan, Planned
+
+ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+_HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.+?)[ \t#]*$")
 
 
-@dataclass
-class Context:
-    """What specs and planners may consult: the project, its config, its models and store."""
-
-    root: Path  # folder of mkdocs.yml
-    docs_dir: Path
-    resolver: Resolver
-    store: Store
-    config: dict[str, Any] = field(default_factory=dict)  # the unmake plugin config
-    cache: dict[str, Any] = field(default_factory=dict)  # per-build memo for kinds (e.g. datasets)
-    memos: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)  # name -> (v, memo)
-    _dirty: set[str] = field(default_factory=set)
-
-    def memo(self, name: str, version: str) -> dict[str, Any]:
-        """A dict kept in the store between builds, for pure functions of an author's text
-        (e.g. prompt expansion). Forgotten when `version` changes; a bad file is ignored."""
-        if name not in self.memos:
-            path = self.store.root / "memo" / f"{name}.json"
-            try:
-                saved = json.loads(path.read_text("utf-8"))
-            except (OSError, ValueError):
-                saved = {}
-            same = isinstance(saved, dict) and saved.get("version") == version
-            self.memos[name] = (version, saved.get("entries", {}) if same else {})
-        return self.memos[name][1]
-
-    def memo_changed(self, name: str) -> None:
-        self._dirty.add(name)
-
-    def save_memos(self) -> None:
-        for name in sorted(self._dirty):
-            version, entries = self.memos[name]
-            data = {"version": version, "entries": entries}
-            self.store.write_atomic(self.store.root / "memo" / f"{name}.json",
-                                    json.dumps(data, ensure_ascii=False).encode("utf-8"))
-        self._dirty.clear()
+def _located(exc: UnmakeError, directive: dirs.Directive) -> DirectiveError:
+    if isinstance(exc, DirectiveError):
+        return exc.located(directive.file, directive.line, directive.kind)
+    return DirectiveError(str(exc), file=directive.file, line=directive.line, kind=directive.kind)
 
 
-@dataclass
-class Job:
-    """One atomic unit of work: one image, one lookup, one fact sheet."""
+def heading_anchors(text: str) -> set[str]:
+    """The anchors the toc extension gives this page's Markdown headings (outside fences)."""
+    from markdown.extensions.toc import slugify
 
-    type: str  # runner name, e.g. "generate.image"
-    inputs: dict[str, Any]  # everything that can change the result; hashed into the key
-    group: tuple[Any, ...] = ()  # jobs of one group run together (one model load)
-    run: dict[str, Any] = field(default_factory=dict)  # how to run it (not hashed)
-    origins: list[str] = field(default_factory=list)  # file:line of every directive asking
-    key: str = ""
-
-    def __post_init__(self) -> None:
-        self.key = self.key or job_key(self.type, self.inputs)
-
-    def describe(self) -> dict[str, Any]:
-        """The part of a job that goes into its stored record."""
-        return {"type": self.type, "inputs": self.inputs, "run": self.run}
-
-
-@dataclass
-class Planned:
-    """A directive of a page with its spec and the jobs it expands to, in order."""
-
-    directive: dirs.Directive
-    jobs: list[Job]
-
-
-@dataclass
-class Plan:
-    pages: dict[str, list[Planned]]  # page src path -> its directives
-    jobs: dict[str, Job]  # key -> job, deduplicated across the site
-    cached: set[str]
-    missing: list[Job]
-
-    def summary(self) -> str:
-        n = len(self.jobs)
-        return f"{n} job{'s' * (n != 1)}: {len(self.cached)} cached, {len(self.missing)} to run"
-
-    def missing_by_group(self) -> dict[tuple[Any, ...], list[Job]]:
-        groups: dict[tuple[Any, ...], list[Job]] = {}
-        for job in self.missing:
-            groups.setdefault((job.type, *job.group), []).append(job)
-        return groups
+    anchors: set[str] = set()
+    fence: str | None = None
+    for line in text.splitlines():
+        stripped = line.lstrip()
+        if stripped.startswith(("```", "~~~")):
+            mark = stripped[:3]
+            fence = None if fence == mark else fence or mark
+            continue
+        if fence is None and (m := _HEADING.match(line)):
+            slug = base = slugify(re.sub(r"<[^>]+>", "", m.group(2)), "-")
+            n = 0
+            while slug in anchors:  # the toc extension numbers repeated headings
+                n += 1
+                slug = f"{base}_{n}"
+            anchors.add(slug)
+    return anchors
 
 
 def parse_page(text: str, file: str, ctx: Context) -> list[dirs.Directive]:
     """Find and validate every directive of one page (raises DirectiveError at the first fault)."""
     from .kinds import KINDS
 
+    for near in dirs.near_misses(text, set(KINDS)):  # ```ecosytem renders as a code block
+        log.warning("%s:%d: '%s' is not a directive; did you mean '%s'? (it is shown as a code "
+                    "block)", file, near[0], near[1], near[2])
     found = dirs.find(text, file, set(KINDS))
-    ids: dict[str, int] = {}
+    headings: set[str] | None = None
     for directive in found:
         kind = KINDS[directive.kind]
         body = dirs.parse_body(directive)
         try:
             directive.spec = kind.parse(body, ctx)
+            directive.upstream = _parse_of(body, kind.consumes)
             body.finish()
-        except DirectiveError as exc:
-            raise exc.located(file, directive.line, directive.kind) from None
         except UnmakeError as exc:
-            raise DirectiveError(str(exc), file=file, line=directive.line,
-                                 kind=directive.kind) from None
+            raise _located(exc, directive) from None
+        directive.key_lines = body.key_lines
         figure_id = getattr(directive.spec, "id", None)
-        if figure_id in ids:  # two figures with one anchor: links would go to the first
-            raise DirectiveError(f"is already the id of the figure at line {ids[figure_id]}",
-                                 file=file, line=body.key_lines.get("id", directive.line),
-                                 kind=directive.kind, key="id")
-        if figure_id:
-            ids[figure_id] = directive.line
+        if figure_id is not None:
+            where = body.key_lines.get("id", directive.line)
+            if not ID.match(figure_id):
+                raise DirectiveError(
+                    f"must be an anchor of lowercase letters, digits and single hyphens "
+                    f"(like 'steps-sweep'), got {figure_id!r}", file=file, line=where,
+                    kind=directive.kind, key="id")
+            headings = heading_anchors(text) if headings is None else headings
+            if figure_id in headings:
+                raise DirectiveError(f"'{figure_id}' is also the anchor of a heading on this "
+                                     "page; links would go to one of them. Pick another id",
+                                     file=file, line=where, kind=directive.kind, key="id")
     return found
+
+
+def _parse_of(body: Body, consumes: tuple[str, ...]) -> tuple[str, ...]:
+    """`of: id` or `of: [a, b]`: the figures a consumer reads (checked against the site later)."""
+    if not consumes:
+        return ()
+    value = body.raw("of")
+    items = value if isinstance(value, list) else [value]
+    if not items or not all(isinstance(i, str) and i for i in items):
+        raise body.error("of", f"must be a figure id or a list of them, got {value!r}")
+    if len(set(items)) != len(items):
+        raise body.error("of", "names a figure twice")
+    return tuple(items)
+
+
+def _order(found: list[dirs.Directive]) -> list[dirs.Directive]:
+    """Directives in dependency order (upstream first), page order otherwise.
+
+    Raises DirectiveError for an unknown id, a figure that cannot be consumed, or a cycle (naming
+    every place in it)."""
+    from .kinds import KINDS
+
+    by_id: dict[str, dirs.Directive] = {}
+    for d in found:
+        figure_id = getattr(d.spec, "id", None)
+        if figure_id is None:
+            continue
+        if figure_id in by_id:
+            first = by_id[figure_id]
+            raise DirectiveError(f"'{figure_id}' is already the id of the figure at "
+                                 f"{first.where}; ids are unique across the site", file=d.file,
+                                 line=d.key_lines.get("id", d.line), kind=d.kind, key="id")
+        by_id[figure_id] = d
+    for d in found:
+        line = d.key_lines.get("of", d.line)
+        for ref in d.upstream:
+            target = by_id.get(ref)
+            if target is None:
+                near = difflib.get_close_matches(ref, list(by_id), n=1)
+                hint = f"; did you mean '{near[0]}' ({by_id[near[0]].where})?" if near else (
+                    f" (ids: {', '.join(sorted(by_id)) or 'no figure has one'})")
+                raise DirectiveError(f"no figure of the site has the id '{ref}'{hint}",
+                                     file=d.file, line=line, kind=d.kind, key="of")
+            produces = KINDS[target.kind].produces
+            if produces not in KINDS[d.kind].consumes:
+                raise DirectiveError(
+                    f"'{ref}' is a {target.kind} figure ({target.where}), whose results a "
+                    f"{d.kind} cannot read (it reads {', '.join(KINDS[d.kind].consumes)} from: "
+                    + ", ".join(sorted(k for k, v in KINDS.items()
+                                       if v.produces in KINDS[d.kind].consumes)) + ")",
+                    file=d.file, line=line, kind=d.kind, key="of")
+
+    ordered: list[dirs.Directive] = []
+    state: dict[int, str] = {}  # id(directive) -> "visiting" | "done"
+
+    def visit(d: dirs.Directive, path: list[dirs.Directive]) -> None:
+        state[id(d)] = "visiting"
+        for ref in d.upstream:
+            up = by_id[ref]
+            if state.get(id(up)) == "visiting":  # back to a figure on the current path
+                cycle = [*path[path.index(up):], up]
+                places = " -> ".join(f"{c.where} ({getattr(c.spec, 'id', None)})"
+                                     for c in cycle)
+                raise DirectiveError(f"'of' makes a cycle: {places}", file=d.file,
+                                     line=d.key_lines.get("of", d.line), kind=d.kind, key="of")
+            if state.get(id(up)) != "done":
+                visit(up, [*path, up])
+        state[id(d)] = "done"
+        ordered.append(d)
+
+    for d in found:
+        if id(d) not in state:
+            visit(d, [d])
+    return ordered
 
 
 def plan_site(pages: dict[str, tuple[str, str]], ctx: Context, force: bool = False) -> Plan:
     """Plan every page: `pages` maps src path -> (path shown to the author, Markdown text)."""
     from .kinds import KINDS
 
-    planned: dict[str, list[Planned]] = {}
-    jobs: dict[str, Job] = {}
+    # 1. Parse and validate every page, so every figure id of the site is known.
+    found: dict[str, list[dirs.Directive]] = {}
     for src, (shown, text) in sorted(pages.items()):
-        items = []
-        for directive in parse_page(text, shown, ctx):
-            try:
-                expanded = KINDS[directive.kind].expand(directive.spec, ctx)
-            except DirectiveError as exc:
-                raise exc.located(shown, directive.line, directive.kind) from None
-            except UnmakeError as exc:
-                raise DirectiveError(str(exc), file=shown, line=directive.line,
-                                     kind=directive.kind) from None
-            own = []
-            for job in expanded:
-                job = jobs.setdefault(job.key, job)  # identical jobs on any page run once
-                job.origins.append(directive.where)
-                own.append(job)
-            items.append(Planned(directive, own))
-        planned[src] = items
-    # --force runs everything again but deletes nothing first: a result is replaced only when
-    # its new one is written, so an interrupted forced build loses no work.
-    ctx.save_memos()
+        found[src] = parse_page(text, shown, ctx)
+
+    # 2. Expand in dependency order; identical jobs on any page run once.
+    jobs: dict[str, Job] = {}
+    expanded: dict[int, Planned] = {}
+    for directive in _order([d for page in found.values() for d in page]):
+        try:
+            own = KINDS[directive.kind].expand(directive.spec, ctx)
+        except UnmakeError as exc:
+            raise _located(exc, directive) from None
+        merged = []
+        for job in own:
+            job = jobs.setdefault(job.key, job)
+            job.origins.append(directive.where)
+            merged.append(job)
+        planned = Planned(directive, merged)
+        expanded[id(directive)] = planned
+        if figure_id := getattr(directive.spec, "id", None):
+            ctx.figures[figure_id] = planned
+    planned_pages = {src: [expanded[id(d)] for d in page] for src, page in found.items()}
+
+    # 3. Look every key up in the store. --force runs everything again but deletes nothing
+    # first: a result is replaced only when its new one is written, so an interrupted forced
+    # build loses no work.
+    ctx.store.save_memos()
     cached = set() if force else {key for key in jobs if ctx.store.has(key)}
     missing = [job for key, job in jobs.items() if key not in cached]
-    return Plan(planned, jobs, cached, missing)
+    return Plan(planned_pages, jobs, cached, missing)

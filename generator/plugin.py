@@ -24,9 +24,10 @@ from .errors import UnmakeError
 from .execute import execute, run_options
 from .log import log
 from .models import Resolver, env_overrides
-from .plan import Context, Plan, plan_site
+from .plan import plan_site
 from .render import PageRender, Renderer, package_templates
 from .store import Store, link_or_copy
+from .types import Context, Plan
 
 MODES = ("auto", "frozen", "force", "off")
 _SLOT = re.compile(r'<div class="unmake-slot" data-unmake="(\d+)"></div>')
@@ -77,7 +78,7 @@ class UnmakePlugin(BasePlugin[UnmakeConfig]):
         store = Store(root / self.config.store)
         aliases = {"default": "tiny", **self.config.models, **env_overrides(),
                    **(self.cli_models or {})}
-        resolver = Resolver(aliases, root, memo=store.root / "fingerprints.json",
+        resolver = Resolver(aliases, root, memo=store.memo("fingerprints"),
                             frozen=self.mode in ("frozen", "off"))
         self.ctx = Context(root, Path(config.docs_dir), resolver, store, dict(self.config))
         self.docs_shown = os.path.relpath(config.docs_dir, root)

@@ -21,7 +21,7 @@ from .keys import canonical_json, digest
 from .store import Store
 
 if TYPE_CHECKING:
-    from .plan import Job, Planned
+    from .types import Job, Planned
 
 ASSETS = "assets/unmake"
 WEB_MAX = 1024  # longest side of the web copy of an image

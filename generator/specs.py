@@ -12,8 +12,11 @@ _MISSING: Any = object()
 
 
 def _type_name(value: Any) -> str:
+    if isinstance(value, dict):  # `prompt: {a|b}` unquoted is a YAML mapping, not text
+        return ("a mapping (an unquoted value starting with '{' is read as one; put the text "
+                "in quotes)")
     return {bool: "a boolean", int: "a number", float: "a number", str: "text", list: "a list",
-            dict: "a mapping", type(None): "nothing"}.get(type(value), type(value).__name__)
+            type(None): "nothing"}.get(type(value), type(value).__name__)
 
 
 @dataclass
@@ -41,6 +44,12 @@ class Body:
         self.used.add(key)
         if key not in self.data or self.data[key] is None:
             if default is _MISSING:
+                # `promt:` next to a missing `prompt:` is a typo, not two problems
+                for other in self.data:
+                    if other not in self.used and difflib.get_close_matches(
+                            key, [str(other)], n=1, cutoff=0.7):
+                        raise self.error(str(other), f"is not a known key; did you mean "
+                                                     f"'{key}'?")
                 raise self.error(key, "is required")
             return default
         return self.data[key]

@@ -5,6 +5,7 @@ Layout:
     blobs/ab/<sha256>.<ext>    artifact bytes, named by their hash
     records/ab/<key>.json      what a job was given and what it made (points at blobs)
     derived/<name>             caches computed from blobs (web images, contact sheets)
+    memo/<name>.json           memos of pure functions (prompt expansions, file fingerprints)
     tmp/                       half-written files; never read, swept at open
 
 Every write goes to tmp/ and is moved into place with os.replace, blobs before the record that
@@ -43,6 +44,7 @@ class Store:
         self.root = Path(root)
         self._cache: dict[str, dict[str, Any] | None] = {}
         self._swept = False
+        self._memos: dict[str, Memo] = {}
 
     # -- paths -------------------------------------------------------------------------------
     def record_path(self, key: str) -> Path:
@@ -125,6 +127,17 @@ class Store:
         self.write_atomic(path, data)
         return path
 
+    def memo(self, name: str, version: str = "") -> Memo:
+        """The memo `name` of this store (one object per store and name), loaded on first use."""
+        if name not in self._memos:
+            self._memos[name] = Memo(self, name, version)
+        return self._memos[name]
+
+    def save_memos(self) -> None:
+        """Write every memo that changed since it was loaded or last saved."""
+        for memo in self._memos.values():
+            memo.save()
+
     # -- checking ----------------------------------------------------------------------------
     def verify(self) -> list[str]:
         """Every problem found: records that do not parse, blobs missing or not matching."""
@@ -153,3 +166,40 @@ def link_or_copy(src: Path, dst: Path) -> None:
         os.link(src, dst)
     except OSError:
         shutil.copyfile(src, dst)
+
+
+class Memo(dict[str, Any]):
+    """A dict kept in the store between builds (memo/<name>.json), for pure functions of files
+    or an author's text: prompt expansions, file fingerprints, dataset schemas.
+
+    A memo is a cache, never a result: a missing, unreadable or other-version file is an empty
+    memo, and concurrent builds may overwrite each other's additions (the loser recomputes).
+    Writes go through the store's one atomic write, so no reader sees half a file.
+    """
+
+    def __init__(self, store: Store, name: str, version: str = "") -> None:
+        super().__init__()
+        self.path = store.root / "memo" / f"{name}.json"
+        self.version = version
+        self._store = store
+        self._dirty = False
+        try:
+            saved = json.loads(self.path.read_text("utf-8"))
+        except (OSError, ValueError):
+            saved = {}
+        if isinstance(saved, dict) and saved.get("version") == version:
+            entries = saved.get("entries")
+            self.update(entries if isinstance(entries, dict) else {})
+
+    def remember(self, key: str, value: Any) -> None:
+        """Set `key`, marking the memo for saving only when the value changed."""
+        if self.get(key) != value:
+            self[key] = value
+            self._dirty = True
+
+    def save(self) -> None:
+        if self._dirty:
+            data = {"version": self.version, "entries": dict(self)}
+            self._store.write_atomic(self.path, json.dumps(data, ensure_ascii=False,
+                                                           sort_keys=True).encode("utf-8"))
+            self._dirty = False

@@ -25,8 +25,9 @@ from generator import datasets
 from generator.errors import DirectiveError
 from generator.execute import execute
 from generator.models import Resolver
-from generator.plan import Context, parse_page, plan_site
+from generator.plan import parse_page, plan_site
 from generator.store import Store
+from generator.types import Context
 
 SCRIPT = "<script>alert(1)</script>"
 BREAKOUT = '"><img src=x onerror=alert(1)>'
@@ -562,8 +563,8 @@ def test_the_fingerprint_memo_lets_a_frozen_plan_find_the_keys(tmp_path: Path,
     ctx = context(tmp_path, config())
     body = "# p\n\n" + fence({"dataset": "t", "search": "portrait", "sample": 2})
     first = plan_site({"p.md": ("p.md", body)}, ctx)
-    memo = json.loads((tmp_path / ".unmake/datasets.json").read_text("utf-8"))
-    assert any(entry["fingerprint"].startswith("parquet:") for entry in memo.values())
+    memo = json.loads((tmp_path / ".unmake/memo/datasets.json").read_text("utf-8"))
+    assert any(entry["fingerprint"].startswith("parquet:") for entry in memo["entries"].values())
     shutil.rmtree(data)
     frozen = plan_site({"p.md": ("p.md", body)}, context(tmp_path, config(), frozen=True))
     assert set(frozen.jobs) == set(first.jobs)

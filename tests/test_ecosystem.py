@@ -23,9 +23,10 @@ from generator.execute import execute
 from generator.keys import digest
 from generator.kinds import KINDS
 from generator.models import Resolver, tiny_ref
-from generator.plan import Context, Job, parse_page, plan_site
+from generator.plan import parse_page, plan_site
 from generator.render import PageRender, Renderer
 from generator.store import Store
+from generator.types import Context, Job
 
 CARD = """---
 license: openrail
@@ -222,7 +223,7 @@ def test_facts_of_the_tiny_model(unmake_env: dict[str, str],
 def _ctx(tmp_path: Path, models: dict[str, str]) -> Context:
     store = Store(tmp_path / ".unmake")
     resolver = Resolver({"default": "tiny", **models}, tmp_path,
-                        memo=store.root / "fingerprints.json")
+                        memo=store.memo("fingerprints"))
     return Context(tmp_path, tmp_path / "docs", resolver, store, {})
 
 

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from generator.errors import DirectiveError, ModelNotFound
-from generator.models import Resolver
-from generator.plan import Context, parse_page, plan_site
+from generator.models import ModelRef, Resolver
+from generator.plan import parse_page, plan_site
 from generator.render import common_affixes
-from generator.store import Store
+from generator.store import Memo, Store
+from generator.types import Context
 
 
 @pytest.fixture
@@ -165,9 +166,9 @@ def test_a_corrupt_memo_is_ignored(ctx: Context, tmp_path: Path) -> None:
 def test_two_figures_of_a_page_cannot_share_an_id(ctx: Context) -> None:
     text = page("id: foxes\nprompt: a") + "\n" + page("prompt: b\nid: foxes")
     with pytest.raises(DirectiveError) as err:
-        parse_page(text, "docs/p.md", ctx)
-    assert str(err.value) == ("docs/p.md:16: generate: 'id' is already the id of the figure "
-                              "at line 5")
+        plan_site({"p.md": ("docs/p.md", text)}, ctx)
+    assert str(err.value) == ("docs/p.md:16: generate: 'id' 'foxes' is already the id of the "
+                              "figure at docs/p.md:5; ids are unique across the site")
 
 
 def test_frozen_builds_remember_a_missing_folder_models_print_and_size(tmp_path: Path) -> None:
@@ -179,21 +180,30 @@ def test_frozen_builds_remember_a_missing_folder_models_print_and_size(tmp_path:
     (folder / "vae" / "config.json").write_text('{"block_out_channels": [1, 2, 3, 4]}')
     (folder / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"weights")
     (folder / "README.md").write_text("---\nlicense: mit\n---\n")
-    memo = tmp_path / ".unmake" / "fingerprints.json"
-    live = Resolver({"default": "sd"}, tmp_path, memo).resolve("default")
+    def memo() -> Memo:  # each build opens the store anew and saves its memos when planned
+        return Store(tmp_path / ".unmake").memo("fingerprints")
+
+    def resolve(frozen: bool = False) -> ModelRef:
+        m = memo()
+        try:
+            return Resolver({"default": "sd"}, tmp_path, m, frozen=frozen).resolve("default")
+        finally:
+            m.save()
+
+    live = resolve()
     assert live.card is not None
     assert live.native_size() == (768, 768)
     assert live.fingerprint.startswith("folder:")
     (folder / "unet" / "config.json").write_text('{"sample_size": 64}')  # configs are hashed
-    changed = Resolver({"default": "sd"}, tmp_path, memo).resolve("default")
+    changed = resolve()
     assert changed.fingerprint != live.fingerprint
     (folder / "unet" / "config.json").write_text('{"sample_size": 96}')
-    Resolver({"default": "sd"}, tmp_path, memo).resolve("default")
+    resolve()
     for path in sorted(folder.rglob("*"), reverse=True):
         path.unlink() if path.is_file() else path.rmdir()
     folder.rmdir()
-    frozen = Resolver({"default": "sd"}, tmp_path, memo, frozen=True).resolve("default")
+    frozen = resolve(frozen=True)
     assert (frozen.fingerprint, frozen.native_size()) == (live.fingerprint, (768, 768))
     assert frozen.card == live.card  # so a frozen fact sheet finds its stored key
     with pytest.raises(ModelNotFound, match="alias 'default' -> 'sd' not found"):
-        Resolver({"default": "sd"}, tmp_path, memo).resolve("default")
+        resolve()

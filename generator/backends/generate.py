@@ -14,9 +14,9 @@ from importlib import metadata
 from typing import Any
 
 from ..models import tiny_ref
-from ..plan import Job
 from ..render import a1111_parameters
 from ..store import Result
+from ..types import Job
 
 SCHEDULER_CLASSES = {
     "ddim": "DDIMScheduler",

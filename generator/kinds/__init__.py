@@ -6,26 +6,11 @@ The built-in kinds go through exactly the path an extension would.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from importlib import import_module
-from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from ..plan import Context, Job, Planned
-    from ..render import PageRender
-    from ..specs import Body
+from ..types import Kind, Setting
 
-
-@dataclass(frozen=True)
-class Kind:
-    name: str
-    parse: Callable[[Body, Context], Any]  # YAML body -> typed spec (raises DirectiveError)
-    expand: Callable[[Any, Context], list[Job]]  # spec -> atomic jobs
-    render: Callable[[Planned, PageRender], str]  # stored results -> HTML fragment
-    runners: dict[str, str] = field(default_factory=dict)  # job type -> "module:function"
-    doc: str = ""
-
+__all__ = ["KINDS", "RUNNERS", "Kind", "Setting"]
 
 _MODULES = (
     "generate",

@@ -36,9 +36,9 @@ from typing import Any
 
 from .. import datasets as ds
 from ..errors import DirectiveError
-from ..plan import Context, Job, Planned
 from ..render import ASSETS, PageRender
 from ..specs import Body, check_int
+from ..types import Context, Job, Planned
 from . import Kind
 
 FACET_TITLES = {"domain": "web domain", "language": "language", "aesthetic": "aesthetic score",

@@ -20,9 +20,9 @@ from typing import Any
 
 from ..errors import ModelNotFound
 from ..modelfacts import READER_VERSION
-from ..plan import Context, Job, Planned
 from ..render import PageRender
 from ..specs import Body
+from ..types import Context, Job, Planned
 from . import Kind
 
 # every fact the table can show, in its default order; `facts:` picks and orders a subset

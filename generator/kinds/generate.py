@@ -8,9 +8,10 @@ from importlib.metadata import version
 from typing import Any
 
 from ..errors import ModelNotFound
-from ..plan import Context, Job, Planned
 from ..render import PageRender, common_affixes
 from ..specs import Body, check_float, check_int
+from ..store import Memo
+from ..types import Context, Job, Planned
 from . import Kind
 
 SCHEDULERS = ("default", "ddim", "pndm", "euler", "euler_a", "dpmpp_2m", "lms", "unipc", "heun")
@@ -39,7 +40,7 @@ class GenerateSpec:
 
 
 def expand_prompts(templates: tuple[str, ...], error: Any,
-                   memo: dict[str, Any] | None = None) -> tuple[str, ...]:
+                   memo: Memo | None = None) -> tuple[str, ...]:
     """`{a|b}` variants expanded combinatorially (dynamicprompts), in order, duplicates dropped.
 
     Expansions are remembered in `memo` (kept in the store between builds): parsing a template
@@ -58,7 +59,7 @@ def expand_prompts(templates: tuple[str, ...], error: Any,
                 raise error(f"is not a valid prompt template ({exc.__class__.__name__}: "
                             f"{exc})") from None
             if memo is not None:
-                memo[template] = prompts
+                memo.remember(template, prompts)
         out += [p for p in prompts if p not in out]
     return tuple(out)
 
@@ -122,15 +123,11 @@ def parse(body: Body, ctx: Context) -> GenerateSpec:
     def err(key: str) -> Any:
         return lambda message: body.error(key, message)
 
-    memo = ctx.memo("prompts", f"dynamicprompts {version('dynamicprompts')}")
-    before = len(memo)
+    memo = ctx.store.memo("prompts", f"dynamicprompts {version('dynamicprompts')}")
     prompts = expand_prompts(body.take_str_list("prompt"), err("prompt"), memo)
-    if len(memo) != before:
-        ctx.memo_changed("prompts")
     seeds = parse_seeds(body.raw("seeds", 1), err("seeds"))
-    base: dict[str, Any] = {"model": check_param("model", body.take_str("model", "default"),
-                                                  err("model"), ctx)}
-    for name in ("steps", "guidance", "width", "height", "size", "scheduler"):
+    base: dict[str, Any] = {}
+    for name in ("model", "steps", "guidance", "width", "height", "size", "scheduler"):
         if body.has(name):
             base[name] = check_param(name, body.raw(name), err(name), ctx)
     if "size" in base:
@@ -152,6 +149,8 @@ def parse(body: Body, ctx: Context) -> GenerateSpec:
         if len(set(checked)) != len(checked):
             raise body.error(key, "lists a value twice")
         sweep.append((name, checked))
+    if "model" not in base and "model" not in dict(sweep):
+        base["model"] = check_param("model", "default", err("model"), ctx)
 
     grid = body.take_mapping("grid", {}) or {}
     spec = GenerateSpec(
