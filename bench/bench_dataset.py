@@ -98,7 +98,7 @@ def ensure_parquet(rows: int) -> tuple[Path, str]:
 
 def directive_side(parquet: Path, search: str) -> tuple[float, dict]:
     """Parse, plan, key, run and store the directive, as a build does (minus mkdocs)."""
-    from generator import datasets
+    from generator.backends import duckdb_lookup
     from generator.models import Resolver
     from generator.plan import plan_site
     from generator.store import Store
@@ -113,7 +113,7 @@ def directive_side(parquet: Path, search: str) -> tuple[float, dict]:
                 "\nfacets: [domain, language, aesthetic, size]\n```\n")
         plan = plan_site({"p.md": ("p.md", page)}, ctx)
         (job,) = plan.missing
-        ((_, result),) = list(datasets.run([job], {}))
+        ((_, result),) = list(duckdb_lookup.run([job], {}))
         if isinstance(result, Exception):
             raise result
         ctx.store.put(job.key, job.describe(), result)

@@ -81,7 +81,11 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     overrides = {"strict": args.strict or None, "site_dir": args.site_dir}
     config, _ = _load(args, **{k: v for k, v in overrides.items() if v is not None})
-    build(config)
+    config.plugins.on_startup(command="build", dirty=False)  # as `mkdocs build` does
+    try:
+        build(config)
+    finally:
+        config.plugins.on_shutdown()
     return 0
 
 
@@ -101,22 +105,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     from mkdocs.structure.files import get_files
 
+    from .kinds import describe
+
     config, plugin = _load(args)
+    plugin.command = "plan"  # nothing is built: keep site_dir where it is
     config = config.plugins.on_config(config)
     plan = plugin.make_plan(get_files(config))
-    by_model: dict[str, Counter[str]] = {}
+    by_group: dict[str, Counter[str]] = {}
     for key, job in plan.jobs.items():
-        label = job.run.get("model") or job.run.get("dataset") or job.type
-        by_model.setdefault(f"{job.type} [{label}]", Counter())[
+        on, _ = describe(job)
+        by_group.setdefault(f"{job.type} [{on}]" if on else job.type, Counter())[
             "cached" if key in plan.cached else "to run"] += 1
     print(f"unmake plan: {plan.summary()}")
-    for group, counts in sorted(by_model.items()):
+    for group, counts in sorted(by_group.items()):
         print(f"  {group}: {counts['cached']} cached, {counts['to run']} to run")
     if args.verbose:
         for job in plan.missing:
-            what = job.inputs.get("prompt") or job.type
-            print(f"    {', '.join(job.origins)}: {what}"
-                  + (f" (seed {job.inputs['seed']})" if "seed" in job.inputs else ""))
+            print(f"    {', '.join(job.origins)}: {job.type} {describe(job)[1]}")
     return 0
 
 
@@ -135,6 +140,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_new(args: argparse.Namespace) -> int:
+    import shlex
     import shutil
 
     from .render import package_templates
@@ -144,7 +150,12 @@ def cmd_new(args: argparse.Namespace) -> int:
         raise SystemExit(f"unmake: {target} exists and is not empty; pick a new folder")
     shutil.copytree(package_templates() / "new", target, dirs_exist_ok=True)
     (target / "gitignore").rename(target / ".gitignore")
-    print(f"unmake: new zine in {target}; next: cd {target} && unmake build")
+    where = shlex.quote(str(target))
+    print(f"unmake: a new zine in {target}/. Next:\n"
+          f"  cd {where}\n"
+          "  unmake build      # makes the images of investigations/index.md, builds site/\n"
+          "  unmake serve      # preview at http://127.0.0.1:8000, rebuilt as you write\n"
+          "Then edit investigations/index.md: every ```generate block becomes a figure.")
     return 0
 
 
@@ -152,12 +163,15 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("NO_MKDOCS_2_WARNING", "1")
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)-7s -  %(message)s")
-    from mkdocs.exceptions import Abort, ConfigurationError
+    from mkdocs.exceptions import Abort, ConfigurationError, PluginError
+
+    from .errors import UnmakeError
 
     try:
         return int(globals()[f"cmd_{args.command}"](args))
-    except ConfigurationError as exc:
-        print(f"unmake: {exc}", file=sys.stderr)
+    except (ConfigurationError, PluginError, UnmakeError) as exc:  # one line, no traceback
+        text = str(exc)
+        print(text if text.startswith("unmake") else f"unmake: {text}", file=sys.stderr)
     except Abort:
         pass  # mkdocs has already logged the one-line reason
     except KeyboardInterrupt:

@@ -1,18 +1,22 @@
 """Run the missing jobs of a plan: one runner call per group, each result stored as it finishes.
 
 Dispatch only: the runners live in backends/ and are imported here by name, when there is work.
-A job that fails fails alone; its error is kept for the page, and the build goes on.
+Groups run upstream first (Plan.missing_by_group), and runners get a read-only view of the store
+(`options["store"]`) to read upstream results. A job that fails fails alone; its error is kept
+for the page, and the build goes on. A job whose upstream job failed does not run: it fails with
+a message that says which upstream failed, and nothing else is lost.
 """
 
 from __future__ import annotations
 
 import time
 import traceback
+from collections import Counter
 from importlib import import_module
 from typing import Any
 
 from .log import log, progress
-from .store import Result, Store
+from .store import Result, Store, StoreView
 from .types import Job, Plan
 
 
@@ -31,8 +35,21 @@ def execute(plan: Plan, store: Store, options: dict[str, Any]) -> dict[str, str]
         return failures
     log.info("unmake: %s", plan.summary())
     started = time.monotonic()
+    options = {**options, "store": StoreView(store)}
     with progress(len(plan.missing), "unmake") as bar:
-        for (job_type, *_), jobs in plan.missing_by_group().items():
+        for (job_type, *_), group in plan.missing_by_group().items():
+            jobs = []
+            for job in group:
+                failed = [k for k in job.needs if k in failures]
+                if failed:
+                    upstream = plan.jobs[failed[0]]
+                    failures[job.key] = (f"not run: the {upstream.type} job it reads failed "
+                                         f"({', '.join(upstream.origins)}): {failures[failed[0]]}")
+                    bar.update(1)
+                else:
+                    jobs.append(job)
+            if not jobs:
+                continue
             pending = {job.key: job for job in jobs}
             try:
                 for job, outcome in runner_for(job_type)(jobs, options):
@@ -47,8 +64,10 @@ def execute(plan: Plan, store: Store, options: dict[str, Any]) -> dict[str, str]
                     failures[job.key] = _failure(job, exc)
                     bar.update(1)
     done = len(plan.missing) - len(failures)
-    log.info("unmake: ran %d job(s) in %.1f s, %d failed", done, time.monotonic() - started,
-             len(failures))
+    ran = Counter(job.type for job in plan.missing if job.key not in failures)
+    what = ", ".join(f"{n} {t}" for t, n in sorted(ran.items()))
+    log.info("unmake: ran %d job(s) in %.1f s (%s), %d failed", done,
+             time.monotonic() - started, what or "none", len(failures))
     return failures
 
 

@@ -70,6 +70,20 @@ class ModelRef:
     # already pinned by their fingerprint
     card: str | None = None
 
+    def shown(self, root: Path) -> str:
+        """Where the model comes from, as a published page may say it: the built-in's name, a
+        repo id, or a folder relative to the project; never an absolute path of this machine
+        (the full path stays in the local record)."""
+        if self.source == "builtin":
+            return "built-in tiny"
+        if self.source == "hf-cache":
+            return self.ref if not os.path.isabs(self.ref) else "a Hugging Face cache entry"
+        try:
+            relative = Path(self.path).resolve().relative_to(root.resolve())
+        except ValueError:
+            return "a folder outside the project"
+        return f"./{relative.as_posix()}" if str(relative) != "." else "the project folder"
+
     def native_size(self) -> tuple[int, int]:
         """Width and height the model was trained at, read from its configs."""
         if self.size:

@@ -172,8 +172,11 @@ def plan_site(pages: dict[str, tuple[str, str]], ctx: Context, force: bool = Fal
     jobs: dict[str, Job] = {}
     expanded: dict[int, Planned] = {}
     for directive in _order([d for page in found.values() for d in page]):
+        kind = KINDS[directive.kind]
+        upstream = [ctx.figures[i] for i in directive.upstream]
         try:
-            own = KINDS[directive.kind].expand(directive.spec, ctx)
+            own = (kind.expand(directive.spec, ctx, upstream) if kind.consumes
+                   else kind.expand(directive.spec, ctx))
         except UnmakeError as exc:
             raise _located(exc, directive) from None
         merged = []
@@ -181,7 +184,7 @@ def plan_site(pages: dict[str, tuple[str, str]], ctx: Context, force: bool = Fal
             job = jobs.setdefault(job.key, job)
             job.origins.append(directive.where)
             merged.append(job)
-        planned = Planned(directive, merged)
+        planned = Planned(directive, merged, upstream)
         expanded[id(directive)] = planned
         if figure_id := getattr(directive.spec, "id", None):
             ctx.figures[figure_id] = planned

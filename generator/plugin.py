@@ -1,15 +1,25 @@
 """The mkdocs plugin `unmake`: plan the whole site, run what is missing, render into pages.
 
-Hook order in one build: on_config (config, store, models) -> on_files (read every page, plan the
-site, run missing jobs) -> on_page_markdown (swap each directive for a placeholder) ->
-on_page_content (swap placeholders for rendered HTML, after Markdown so our HTML is left alone)
--> on_post_build (publish images and fail the build if any job failed).
+Hook order in one build: on_startup (which command) -> on_config (config, store, models; the
+site is redirected to a fresh folder beside site_dir) -> on_files (read every page, plan the
+site, run missing jobs) -> on_page_markdown (swap each directive for a placeholder that carries
+the figure's anchor, so mkdocs' link validation knows it) -> on_page_content (swap placeholders
+for rendered HTML, after Markdown so our HTML is left alone) -> on_post_build, last of all
+plugins (publish images; fail if any job failed; else swap the new site into site_dir) ->
+on_build_error (remove the half-built folder).
+
+A build that fails at any point leaves the previous site_dir exactly as it was: mkdocs cleans
+site_dir before any plugin sees a page, so the plugin has mkdocs build somewhere else and moves
+the result into place only when the whole build succeeded (`mkdocs build` and `unmake build`
+alike; `serve` builds into its own temporary folder and is left alone).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +40,10 @@ from .store import Store, link_or_copy
 from .types import Context, Plan
 
 MODES = ("auto", "frozen", "force", "off")
-_SLOT = re.compile(r'<div class="unmake-slot" data-unmake="(\d+)"></div>')
+_SLOT = re.compile(r'<div class="unmake-slot" data-unmake="(\d+)"(?: id="[^"]*")?></div>')
 
 
-class UnmakeConfig(base.Config):
+class _CoreConfig(base.Config):
     store = c.Type(str, default=".unmake")
     # auto: run what is missing; frozen: run nothing, fail on anything missing;
     # force: run everything again; off: run nothing, show what is missing as such (fast preview)
@@ -46,9 +56,22 @@ class UnmakeConfig(base.Config):
     filter_chains = c.Type(dict, default={})
 
 
-class UnmakePlugin(BasePlugin[UnmakeConfig]):
+def _kind_settings() -> dict[str, Any]:
+    """Each directive kind's own section of the plugin config (typed, like the core's)."""
+    from .kinds import KINDS
+
+    return {s.name: c.Type(s.type, default=s.default)
+            for kind in KINDS.values() for s in kind.settings}
+
+
+# The plugin config: the core's keys plus every kind's settings (kinds own their sections).
+UnmakeConfig = type("UnmakeConfig", (_CoreConfig,), _kind_settings())
+
+
+class UnmakePlugin(BasePlugin[_CoreConfig]):
     """Set by the CLI before a build: mode and model aliases from the command line."""
 
+    config_class = UnmakeConfig  # the core's keys, typed for mypy, plus the kinds' sections
     cli_mode: str | None = None
     cli_models: dict[str, str] | None = None
 
@@ -57,6 +80,14 @@ class UnmakePlugin(BasePlugin[UnmakeConfig]):
         self.plan: Plan | None = None
         self.failures: dict[str, str] = {}
         self.slots: dict[str, list[str]] = {}
+        self.command: str | None = None  # build | gh-deploy | serve (None: called as a library)
+        self.dirty = False
+        self.final_site: Path | None = None  # where the site goes when the build succeeds
+        self.building: Path | None = None  # where it is being built meanwhile
+        self.warnings: _Counter | None = None
+
+    def on_startup(self, *, command: str, dirty: bool) -> None:
+        self.command, self.dirty = command, dirty
 
     @property
     def mode(self) -> str:
@@ -82,8 +113,29 @@ class UnmakePlugin(BasePlugin[UnmakeConfig]):
                             frozen=self.mode in ("frozen", "off"))
         self.ctx = Context(root, Path(config.docs_dir), resolver, store, dict(self.config))
         self.docs_shown = os.path.relpath(config.docs_dir, root)
-        config.extra_css.append("assets/unmake/unmake.css")
+        if "assets/unmake/unmake.css" not in config.extra_css:
+            config.extra_css.append("assets/unmake/unmake.css")
+        self._build_beside(config)
         return config
+
+    def _build_beside(self, config: Any) -> None:
+        """Point mkdocs at a fresh folder beside site_dir; on_post_build moves it into place."""
+        self.final_site = self.building = None
+        if self.command == "serve" or self.dirty:  # serve's folder is its own; dirty reuses
+            return
+        final = Path(config.site_dir).resolve()
+        building = final.parent / f".{final.name}.unmake-{os.getpid()}"
+        shutil.rmtree(building, ignore_errors=True)  # a leftover of a killed build of this pid
+        self.final_site, self.building = final, building
+        config.site_dir = str(building)
+        _say_final_site(final, building)
+        # mkdocs counts --strict warnings after on_post_build: count them here too, so a build
+        # that strict mode will abort is never moved into place
+        if self.warnings:
+            logging.getLogger("mkdocs").removeHandler(self.warnings)
+        self.warnings = _Counter() if config.strict else None
+        if self.warnings:
+            logging.getLogger("mkdocs").addHandler(self.warnings)
 
     def make_plan(self, files: Any) -> Plan:
         """Plan every Markdown page of the site (raises PluginError with file:line on bad input)."""
@@ -105,8 +157,9 @@ class UnmakePlugin(BasePlugin[UnmakeConfig]):
             self.failures = execute(plan, self.ctx.store, run_options(dict(self.config)))
         else:
             log.info("unmake: %s (mode %s: nothing runs)", plan.summary(), mode)
-        self.renderer = Renderer(self.ctx.store, self.ctx.root / self.config.templates,
-                                 self.failures)
+        shown = {key: public_text(message, self.ctx.root)
+                 for key, message in self.failures.items()}
+        self.renderer = Renderer(self.ctx.store, self.ctx.root / self.config.templates, shown)
         return files
 
     def on_page_markdown(self, markdown: str, page: Any, config: Any, files: Any) -> str:
@@ -128,7 +181,10 @@ class UnmakePlugin(BasePlugin[UnmakeConfig]):
             except UnmakeError as exc:
                 raise PluginError(str(exc)) from None
         for number, spot in reversed(list(enumerate(found))):  # from the end: lines stay valid
-            placeholder = f'\n<div class="unmake-slot" data-unmake="{number}"></div>\n'
+            # the placeholder carries the figure's anchor, so links to `#id` validate
+            anchor = getattr(planned[number].directive.spec, "id", None)
+            attr = f' id="{anchor}"' if anchor else ""
+            placeholder = f'\n<div class="unmake-slot" data-unmake="{number}"{attr}></div>\n'
             lines[spot.line - 1 : spot.end] = [placeholder]
         self.slots[page.file.src_uri] = slots
         return "\n".join(lines)
@@ -141,25 +197,108 @@ class UnmakePlugin(BasePlugin[UnmakeConfig]):
             return html
         return _SLOT.sub(lambda m: slots[int(m.group(1))], html)
 
+    # last of all plugins: search and others write into the site folder in their on_post_build
+    @event_priority(-100)
     def on_post_build(self, config: Any) -> None:
         site = Path(config.site_dir)
         link_or_copy(package_templates() / "unmake.css", site / "assets/unmake/unmake.css")
         for path, source in self.renderer.assets.items():
             link_or_copy(source, site / path)
+        kept = (f"{self._shown(self.final_site)} was left as it was" if self.final_site
+                else "the preview shows failure boxes in their place")
         if self.failures:
             assert self.plan is not None
+            if self.building and self.final_site:  # keep the failed build to look at
+                aside = self.ctx.store.root / "failed-site"
+                shutil.rmtree(aside, ignore_errors=True)
+                aside.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(self.building, aside)
+                self.building = None
+                kept += (f"; this build, with a failure box in each failed figure, is in "
+                         f"{self._shown(aside)}")
             lines = [f"  {', '.join(self.plan.jobs[k].origins)}: {msg}"
                      for k, msg in sorted(self.failures.items())]
-            raise PluginError(f"unmake: {len(self.failures)} job(s) failed; the site was built "
-                              "with failure boxes in their place:\n" + "\n".join(lines))
+            raise PluginError(f"unmake: {len(self.failures)} job(s) failed; {kept}:\n"
+                              + "\n".join(lines))
+        if self.warnings and self.warnings.count:
+            raise PluginError(f"unmake: {self.warnings.count} warning(s) in strict mode; {kept}")
+        self._move_into_place(config)
+
+    def on_build_error(self, error: Exception) -> None:
+        if self.building:
+            shutil.rmtree(self.building, ignore_errors=True)
+        self._stop_counting()
+
+    def _move_into_place(self, config: Any) -> None:
+        """Swap the finished site into site_dir: two renames, the old one removed after."""
+        self._stop_counting()
+        if not (self.final_site and self.building):
+            return
+        final, building = self.final_site, self.building
+        old = final.parent / f".{final.name}.unmake-old-{os.getpid()}"
+        if final.exists():
+            os.replace(final, old)
+        os.replace(building, final)
+        shutil.rmtree(old, ignore_errors=True)
+        config.site_dir = str(final)
+        self.building = None
+
+    def _stop_counting(self) -> None:
+        if self.warnings:
+            logging.getLogger("mkdocs").removeHandler(self.warnings)
+            self.warnings = None
+
+    def _shown(self, path: Path) -> str:
+        try:
+            return os.path.relpath(path, self.ctx.root) + "/"
+        except ValueError:
+            return str(path)
+
+
+def _say_final_site(final: Path, building: Path) -> None:
+    """mkdocs announces the folder it writes to; say the one the site will be in."""
+    logger = logging.getLogger("mkdocs.commands.build")
+    for old in [f for f in logger.filters if getattr(f, "unmake", False)]:
+        logger.removeFilter(old)
+
+    def rewrite(record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and str(building) in record.msg:
+            record.msg = record.msg.replace(str(building), str(final))
+        return True
+
+    rewrite.unmake = True  # type: ignore[attr-defined]
+    logger.addFilter(rewrite)
+
+
+class _Counter(logging.Handler):
+    """Counts warnings (and worse) logged during a build."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+
+
+def public_text(text: str, root: Path) -> str:
+    """A message as a published page may show it: the project's and the home folder's
+    absolute paths replaced by `.` and `~`."""
+    for path, shown in ((str(root.resolve()), "."), (str(root), "."),
+                        (os.path.expanduser("~"), "~")):
+        if len(path) > 1:
+            text = text.replace(path, shown)
+    return text
 
 
 def frozen_report(plan: Plan) -> str:
     """Every job a frozen build lacks, with the page and line that asked for it."""
     lines = [f"unmake: --frozen build, but {len(plan.missing)} of {len(plan.jobs)} results are "
              "not in the store (run `unmake build` where the models and data are):"]
+    from .kinds import describe
+
     for job in plan.missing:
-        what = f" {job.inputs['prompt']!r}" if "prompt" in job.inputs else ""
-        extra = f" seed {job.inputs['seed']}" if "seed" in job.inputs else ""
-        lines.append(f"  {', '.join(job.origins)}: {job.type}{what}{extra} [{job.key[:12]}]")
+        on, what = describe(job)
+        lines.append(f"  {', '.join(job.origins)}: {job.type} {what}"
+                     f"{f' ({on})' if on else ''} [{job.key[:12]}]")
     return "\n".join(lines)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 from markupsafe import Markup, escape
 
-from .keys import canonical_json, digest
+from . import sheets
 from .store import Store
 
 if TYPE_CHECKING:
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 
 ASSETS = "assets/unmake"
 WEB_MAX = 1024  # longest side of the web copy of an image
-SHEET_CELL = 256  # longest side of an image in a contact sheet
 
 
 def package_templates() -> Path:
@@ -57,19 +56,6 @@ def common_affixes(texts: Iterable[str]) -> dict[str, str]:
 def double_escape(value: Any) -> Markup:
     """For attributes a script later inserts as HTML (lightbox captions): escape twice."""
     return escape(str(escape(value)))
-
-
-def a1111_parameters(inputs: dict[str, Any], model: str, sampler: str) -> str:
-    """The `parameters` text A1111-compatible tools read from a PNG."""
-    lines = [inputs["prompt"]]
-    if inputs.get("negative"):
-        lines.append(f"Negative prompt: {inputs['negative']}")
-    lines.append(
-        f"Steps: {inputs['steps']}, Sampler: {sampler}, "
-        f"CFG scale: {inputs['guidance']:g}, Seed: {inputs['seed']}, "
-        f"Size: {inputs['width']}x{inputs['height']}, Model hash: {inputs['model']}, "
-        f"Model: {model}")
-    return "\n".join(lines)
 
 
 class Renderer:
@@ -112,48 +98,15 @@ class Renderer:
         return web, png
 
     def contact_sheet(self, title: str, panels: list[dict[str, Any]]) -> str | None:
-        """A labelled PNG of a whole grid, or None while any of its images is missing."""
-        keys = [[[c["key"] for c in row["cells"]] for row in p["rows"]] for p in panels]
+        """A labelled PNG of a whole grid (generator/sheets.py), or None while any of its
+        images is missing."""
         if any(c["status"] != "ok" for p in panels for r in p["rows"] for c in r["cells"]):
             return None
-        labels = [[p["title"], p["cols"], [r["label"] for r in p["rows"]]] for p in panels]
-        name = digest(canonical_json([title, keys, labels, SHEET_CELL]))[:32] + ".png"
+        name = sheets.sheet_name(title, panels)
         path = self.store.derived_path(name)
         if not path.exists():
-            self.store.put_derived(name, self._draw_sheet(title, panels))
+            self.store.put_derived(name, sheets.draw(title, panels, self.store.root))
         return self.publish(f"{ASSETS}/sheets/{name}", path)
-
-    def _draw_sheet(self, title: str, panels: list[dict[str, Any]]) -> bytes:
-        from PIL import Image, ImageDraw, ImageFont
-
-        font = ImageFont.load_default()
-        first = panels[0]["rows"][0]["cells"][0]
-        scale = min(1.0, SHEET_CELL / max(first["width"], first["height"]))
-        cw, ch = int(first["width"] * scale), int(first["height"] * scale)
-        label_w, label_h, pad = 160, 18, 4
-        ncols = max(len(p["cols"]) for p in panels)
-        width = label_w + ncols * (cw + pad) + pad
-        heights = [label_h * 2 + len(p["rows"]) * (ch + pad) for p in panels]
-        sheet = Image.new("RGB", (width, label_h + sum(heights) + pad), "white")
-        draw = ImageDraw.Draw(sheet)
-        draw.text((pad, 2), title[:120], fill="black", font=font)
-        y = label_h
-        for panel, height in zip(panels, heights, strict=True):
-            draw.text((pad, y + 2), panel["title"][:120], fill="black", font=font)
-            for i, col in enumerate(panel["cols"]):
-                draw.text((label_w + i * (cw + pad), y + label_h + 2), col[:28], fill="black",
-                          font=font)
-            for r, row in enumerate(panel["rows"]):
-                top = y + label_h * 2 + r * (ch + pad)
-                draw.text((pad, top + ch // 2 - 6), row["label"][:26], fill="black", font=font)
-                for i, cell in enumerate(row["cells"]):
-                    with Image.open(self.store.root / cell["blob"]) as im:
-                        sheet.paste(im.convert("RGB").resize((cw, ch)),
-                                    (label_w + i * (cw + pad), top))
-            y += height
-        buf = io.BytesIO()
-        sheet.save(buf, "PNG", optimize=False)
-        return buf.getvalue()
 
 
 def _value(inputs: dict[str, Any], run: dict[str, Any], name: str) -> Any:

@@ -157,6 +157,26 @@ class Store:
         return problems
 
 
+class StoreView:
+    """A read-only view of a store, for runners that read upstream results (never write)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self._store.get(key)
+
+    def file(self, key: str, name: str) -> Path:
+        """The blob `name` of the record `key` (KeyError when the record or file is absent)."""
+        record = self._store.get(key)
+        if record is None:
+            raise KeyError(f"no stored result {key[:12]}")
+        return self._store.file(record, name)
+
+    def read_bytes(self, key: str, name: str) -> bytes:
+        return self.file(key, name).read_bytes()
+
+
 def link_or_copy(src: Path, dst: Path) -> None:
     """Put a store file into the site: a hard link where possible (fast), else a copy."""
     dst.parent.mkdir(parents=True, exist_ok=True)

@@ -80,6 +80,16 @@ class Planned:
 
     directive: Directive
     jobs: list[Job]
+    upstream: list[Planned] = field(default_factory=list)  # the figures it reads (`of:`)
+
+
+@dataclass(frozen=True)
+class Output:
+    """One result of a figure that other directives may consume: the job that makes it, and the
+    label of each of the figure's axes for it ({"prompt": "doctor", "seed": "seed 3"})."""
+
+    job: Job
+    axes: dict[str, str]
 
 
 @dataclass
@@ -127,17 +137,22 @@ class Kind:
 
     name: str
     parse: Callable[[Body, Context], Any]  # YAML body -> typed spec (raises DirectiveError)
-    expand: Callable[[Any, Context], list[Job]]  # spec -> atomic jobs
+    # spec, context -> atomic jobs; a consumer (`consumes` not empty) also gets its upstream
+    # figures, already expanded: expand(spec, ctx, upstream)
+    expand: Callable[..., list[Job]]
     render: Callable[[Planned, PageRender], str]  # stored results -> HTML fragment
     runners: dict[str, str] = field(default_factory=dict)  # job type -> "module:function"
     doc: str = ""
-    # what other directives may consume with `of:` ("images"), or None
+    # what other directives may consume with `of:` ("images"), or None; and the figure's
+    # outputs with their axis labels, for a consumer's planning and rendering
     produces: str | None = None
+    outputs: Callable[[Planned], list[Output]] | None = None
     # what this kind consumes with `of:` (empty: it takes no `of:`)
     consumes: tuple[str, ...] = ()
     settings: tuple[Setting, ...] = ()  # its section of the plugin config
-    # one line about a job for `unmake plan -v` and --frozen reports
-    describe: Callable[[Job], str] | None = None
+    # how a job names itself in `unmake plan` and --frozen reports: (what it runs on, e.g. the
+    # model alias, used to group the plan; what it is, one line)
+    describe: Callable[[Job], tuple[str, str]] | None = None
 
-    def job_line(self, job: Job) -> str:
-        return self.describe(job) if self.describe else job.type
+    def job_line(self, job: Job) -> tuple[str, str]:
+        return self.describe(job) if self.describe else ("", job.type)

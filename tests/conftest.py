@@ -196,10 +196,11 @@ HOSTILE = ["<script>alert(1)</script> a cat", '"><img src=x onerror=alert(1)> a 
 GRID = generate(id="foxes", prompt=GRID_PROMPT, seeds=GRID_SEEDS,
                 caption="Two foxes, two seeds: only the colour changes.")
 BUILT_PAGES = {
-    "index.md": "# Foxes\n\nA grid of foxes.\n\n" + GRID + "\nAfter the grid.\n",
-    "hostile.md": "# Hostile\n\n" + generate(id="hostile", prompt=HOSTILE,
+    "index.md": "# Fox grid\n\nA grid of foxes.\n\n" + GRID + "\nAfter the grid.\n",
+    "hostile.md": "# Hostile\n\n" + generate(id="hostile-prompts", prompt=HOSTILE,
                                              caption="Prompts are data, not markup.") + "\n",
-    "again.md": "# Again\n\nThe same grid on another page.\n\n" + GRID,
+    "again.md": "# Again\n\nThe same grid on another page.\n\n" + GRID.replace(
+        "id: foxes", "id: foxes-again"),
 }
 
 

@@ -88,15 +88,21 @@ def test_grid_page_has_labels_images_provenance_and_sheet(built: Zine) -> None:
 
 
 def test_png_carries_a1111_parameters(built: Zine) -> None:
+    from generator import __version__
+
     records = by_prompt_seed(built)
     assert records
     for (prompt, seed), record in records.items():
         with Image.open(built.blob(record)) as im:
             parameters = im.info["parameters"]
         assert parameters.splitlines()[0] == prompt
-        assert "Steps: 2," in parameters
+        assert "Steps: 2, Sampler: PLMS," in parameters  # the tiny model's PNDM, in A1111's words
         assert f"Seed: {seed}," in parameters
         assert "Size: 32x32," in parameters
+        # a diffusers folder has no A1111 model hash: unmake's fingerprint, quoted (a colon)
+        assert "Model hash" not in parameters
+        assert f'Model: default, Model fingerprint: "{record["inputs"]["model"]}"' in parameters
+        assert parameters.endswith(f", Version: unmake {__version__}")
         assert parameters == record["data"]["parameters"]
 
 
@@ -255,7 +261,7 @@ def test_frozen_build_lists_every_missing_image(built: Zine, tmp_path: Path) -> 
     second = zine.line_of("new.md", "```generate", 1)
     for where, prompt, seed in [(first, "an owl", 1), (first, "an eel", 1),
                                 (second, "a heron", 1), (second, "a heron", 2)]:
-        assert re.search(rf"docs/new\.md:{where}: generate\.image '{prompt}' seed {seed} ",
+        assert re.search(rf"docs/new\.md:{where}: generate\.image '{prompt}' seed {seed},",
                          run.output), (where, prompt, run.output)
     assert zine.stamps() == before
 
@@ -322,11 +328,14 @@ def test_failing_jobs_fail_alone(built: Zine, zine, monkeypatch: pytest.MonkeyPa
     assert "Traceback" not in run.output
     first, second, third = (z.line_of("index.md", "```generate", i) for i in range(3))
     failed = 3 + NO_SCIPY
-    assert f"{failed} job(s) failed; the site was built with failure boxes" in run.output
+    assert (f"{failed} job(s) failed; site/ was left as it was; this build, with a failure box "
+            "in each failed figure, is in .unmake/failed-site/") in run.output
+    assert not z.site.exists()  # there was no site before: there is none now
     assert f"docs/index.md:{first}: RuntimeError: simulated: CUDA out of memory" in run.output
     assert len(re.findall(rf"docs/index\.md:{second}: \w+", run.output)) == 2
 
-    html = z.html("index.md")
+    failed_site = z.store / "failed-site"
+    html = (failed_site / "index.html").read_text("utf-8")
     one, rest = html.split('id="broken"')
     broken, schedulers = rest.split('id="schedulers"')
     # the failing prompt's cell shows why; the rest of its batch is there
@@ -334,7 +343,7 @@ def test_failing_jobs_fail_alone(built: Zine, zine, monkeypatch: pytest.MonkeyPa
     assert {a["alt"] for a in page.all("img")} == {"a calm lake (seed 1)",
                                                     "a quiet road (seed 1)"}
     for img in page.all("img"):
-        assert z.site_file("index.md", img["src"]).is_file()
+        assert (failed_site / img["src"]).is_file()
     assert one.count('class="unmake-failure') == 1
     assert "simulated: CUDA out of memory for FAIL-ME" in one
     # a model that will not load fails its own images only
@@ -367,10 +376,10 @@ def test_plan_counts_by_model_and_loads_nothing(built: Zine, tmp_path: Path) -> 
     assert run.stdout.splitlines()[-1] == "TORCH False"
     assert "unmake plan: 8 jobs: 6 cached, 2 to run" in run.stdout
     # the `other` alias is the same model: its owl with seed 1 is the default alias's job
-    assert "generate.image [default]: 6 cached, 2 to run" in run.stdout
+    assert "generate.image [model default]: 6 cached, 2 to run" in run.stdout
     line = zine.line_of("new.md", "```generate", 0)
     assert f"docs/new.md:{line}, docs/new.md:" in run.stdout  # asked for twice, runs once
-    assert f"docs/new.md:{line}: an owl (seed 2)" in run.stdout
+    assert f"docs/new.md:{line}: generate.image 'an owl' seed 2, 2 steps, 32×32" in run.stdout
 
 
 def test_front_ends_do_not_import_torch(unmake_env: dict[str, str]) -> None:

@@ -39,8 +39,9 @@ def test_new_makes_a_zine_that_plans_without_loading_a_model(tmp_path: Path) -> 
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "unmake plan: 4 jobs: 0 cached, 4 to run" in done.stdout
-    assert "generate.image [default]: 0 cached, 4 to run" in done.stdout
-    assert "investigations/index.md:6: a photo of a teacher (seed 0)" in done.stdout
+    assert "generate.image [model default]: 0 cached, 4 to run" in done.stdout
+    assert ("investigations/index.md:6: generate.image 'a photo of a teacher' seed 0, 4 steps, "
+            "64×64") in done.stdout
     assert done.stdout.strip().endswith("False")  # torch was never imported
 
 

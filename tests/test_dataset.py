@@ -595,7 +595,10 @@ def test_damaged_parquet_pages_fail_the_lookup_in_a_failure_box(tmp_path: Path) 
     run = unmake(tmp_path, "build")
     assert run.returncode != 0
     assert re.search(r"docs/index.md:3: DatasetError: dataset 't': DuckDB: ", run.stderr)
-    assert "unmake-failure" in (tmp_path / "site/index.html").read_text("utf-8")
+    # site/ is left as it was; the failed build, failure box and all, is kept aside
+    assert not (tmp_path / "site").exists()
+    assert ".unmake/failed-site/" in run.stderr
+    assert "unmake-failure" in (tmp_path / ".unmake/failed-site/index.html").read_text("utf-8")
 
 
 def test_a_missing_image_folder_is_named_with_the_directive(tmp_path: Path, data: Path) -> None:

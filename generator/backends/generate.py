@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from importlib import metadata
 from typing import Any
 
+from .. import a1111
 from ..models import tiny_ref
-from ..render import a1111_parameters
 from ..store import Result
 from ..types import Job
 
@@ -135,6 +135,7 @@ def run(jobs: list[Job], options: dict[str, Any]) -> Iterator[tuple[Job, Result 
         group = list(same_shape)
         try:
             scheduler = set_scheduler(pipe, group[0].inputs["scheduler"], original)
+            scheduler_config = dict(pipe.scheduler.config)  # the sampler's A1111 name needs it
         except Exception as exc:  # e.g. a scheduler whose dependency is missing: its jobs only
             for job in group:
                 yield job, exc
@@ -159,7 +160,10 @@ def run(jobs: list[Job], options: dict[str, Any]) -> Iterator[tuple[Job, Result 
                         yield job, exc
             # 4. Hand each image back with its A1111 parameters and environment.
             for job, image, seconds in done:
-                params = a1111_parameters(job.inputs, job.run["model"], scheduler)
+                params = a1111.parameters(
+                    job.inputs, model=job.run["model"], scheduler_class=scheduler,
+                    scheduler_config=scheduler_config,
+                    weights_sha256=job.run.get("weights_sha256"))
                 yield job, Result(
                     data={"parameters": params, "scheduler": scheduler},
                     files={"image": (png_bytes(image, params), "png")},

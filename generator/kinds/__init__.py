@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from ..types import Kind, Setting
+from ..types import Job, Kind, Setting
 
-__all__ = ["KINDS", "RUNNERS", "Kind", "Setting"]
+__all__ = ["JOB_KINDS", "KINDS", "RUNNERS", "Kind", "Setting", "describe"]
 
 _MODULES = (
     "generate",
     "ecosystem",
     "dataset",
+    "measure",
 )
 
 KINDS: dict[str, Kind] = {}
@@ -24,3 +25,9 @@ for _name in _MODULES:
     KINDS[_kind.name] = _kind
 
 RUNNERS: dict[str, str] = {jt: ref for k in KINDS.values() for jt, ref in k.runners.items()}
+JOB_KINDS: dict[str, Kind] = {jt: k for k in KINDS.values() for jt in k.runners}
+
+
+def describe(job: Job) -> tuple[str, str]:
+    """(what a job runs on, what it is), as its kind tells it."""
+    return JOB_KINDS[job.type].job_line(job)

@@ -36,6 +36,7 @@ from typing import Any
 
 from .. import datasets as ds
 from ..errors import DirectiveError
+from ..keys import canonical_json
 from ..render import ASSETS, PageRender
 from ..specs import Body, check_int
 from ..types import Context, Job, Planned
@@ -67,7 +68,7 @@ class DatasetSpec:
         """The normalised query: what goes into the job key (order-free parts sorted)."""
         return {
             "search": self.search,
-            "filters": sorted((c.normal() for c in self.filters), key=ds.canonical_json),
+            "filters": sorted((c.normal() for c in self.filters), key=canonical_json),
             "facets": sorted(self.facets),
             "facet_top": self.facet_top if self.facets else None,
             "cooccurrence": self.cooccurrence,
@@ -434,6 +435,6 @@ KIND = Kind(
     parse=parse,
     expand=expand,
     render=render,
-    runners={"dataset.lookup": "generator.datasets:run"},
+    runners={"dataset.lookup": "generator.backends.duckdb_lookup:run"},
     doc="Search, filter, facet and sample a LAION-style dataset; show a filter chain's funnel.",
 )

@@ -67,7 +67,7 @@ HOW = ("Read from model_index.json, component configs, safetensors headers (no w
 @dataclass(frozen=True)
 class Column:
     alias: str  # what the author wrote
-    ref: str  # what it resolved to
+    ref: str  # what it resolved to, as a page may show it (never an absolute path)
     source: str  # builtin | folder | hf-cache
     fingerprint: str
 
@@ -98,7 +98,7 @@ def parse(body: Body, ctx: Context) -> EcosystemSpec:
             model = ctx.resolver.resolve(name)
         except ModelNotFound as exc:
             raise body.error(key, str(exc)) from None
-        columns.append(Column(name, model.ref, model.source, model.fingerprint))
+        columns.append(Column(name, model.shown(ctx.root), model.source, model.fingerprint))
     facts = body.take_str_list("facts", FACTS)
     for fact in facts:
         if fact not in FACTS:
@@ -363,6 +363,10 @@ def render(planned: Planned, page: PageRender) -> str:
     })
 
 
+def describe(job: Job) -> tuple[str, str]:
+    return f"model {job.run['model']}", "fact sheet read from the model's files"
+
+
 KIND = Kind(
     name="ecosystem",
     parse=parse,
@@ -371,4 +375,5 @@ KIND = Kind(
     runners={"ecosystem.facts": "generator.modelfacts:run"},
     doc="A model's fact sheet from its files (configs, safetensors headers, card), or several "
         "side by side with differences highlighted.",
+    describe=describe,
 )

@@ -11,7 +11,7 @@ from ..errors import ModelNotFound
 from ..render import PageRender, common_affixes
 from ..specs import Body, check_float, check_int
 from ..store import Memo
-from ..types import Context, Job, Planned
+from ..types import Context, Job, Output, Planned
 from . import Kind
 
 SCHEDULERS = ("default", "ddim", "pndm", "euler", "euler_a", "dpmpp_2m", "lms", "unipc", "heun")
@@ -209,7 +209,8 @@ def expand(spec: GenerateSpec, ctx: Context) -> list[Job]:
             "height": params.get("height", height),
             "scheduler": params.get("scheduler", "default"),
         }
-        run = {"model": model.name, "ref": model.ref, "source": model.source, "path": model.path}
+        run = {"model": model.name, "ref": model.ref, "source": model.source, "path": model.path,
+               "shown": model.shown(ctx.root)}
         # one group per model: the runner loads it once and batches by shape itself
         jobs.append(Job("generate.image", inputs, group=(model.fingerprint,), run=run))
     return jobs
@@ -276,6 +277,26 @@ def render(planned: Planned, page: PageRender) -> str:
     })
 
 
+def outputs(planned: Planned) -> list[Output]:
+    """Each image with the label of every axis of the figure (what a consumer groups by)."""
+    spec: GenerateSpec = planned.directive.spec
+    labels = common_affixes(spec.prompts)
+    out = []
+    for cell, job in zip(_cells(spec), planned.jobs, strict=True):
+        axes = {axis: _label(axis, value, labels) for axis, value in cell.items()}
+        axes["prompt"] = labels[cell["prompt"]]
+        if "model" not in axes:
+            axes["model"] = job.run["model"]
+        out.append(Output(job, axes))
+    return out
+
+
+def describe(job: Job) -> tuple[str, str]:
+    i = job.inputs
+    return (f"model {job.run['model']}",
+            f"{i['prompt']!r} seed {i['seed']}, {i['steps']} steps, {i['width']}×{i['height']}")
+
+
 KIND = Kind(
     name="generate",
     parse=parse,
@@ -283,4 +304,7 @@ KIND = Kind(
     render=render,
     runners={"generate.image": "generator.backends.generate:run"},
     doc="Generate images from prompt variants x seeds x sweeps into a labelled grid.",
+    produces="images",
+    outputs=outputs,
+    describe=describe,
 )

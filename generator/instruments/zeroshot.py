@@ -1,0 +1,192 @@
+"""The `clip:` instrument: zero-shot classification of every image against author-given labels.
+
+    clip:
+      gender: {labels: ["a man", "a woman", "a person"], template: "a photo of {}"}
+      setting: ["an office", "a hospital"]          # a bare list: the default template
+    clip_model: default                             # an alias from `clip_models` (tiny-clip)
+
+Each image is embedded once per CLIP model (`measure.embed`, shared with `diversity:`), then
+classified once per label set (`measure.clip`, which reads the stored embedding): changing a
+label set re-runs only that set's jobs. An image counts for the label CLIP scores highest; a
+group's share of a label comes with its 95 % Wilson score interval and n.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..clipmodels import ClipRef, for_context
+from ..errors import ModelNotFound
+from ..specs import Body
+from ..stats import wilson
+from ..types import Context, Job
+from . import Group, Instrument, Results
+
+VERSION = 1  # bump when the same inputs would give other numbers
+DEFAULT_TEMPLATE = "a photo of {}"
+MAX_LABELS = 50
+
+
+def clip_model(body: Body, ctx: Context) -> ClipRef:
+    """The CLIP model a directive's `clip:` and `diversity:` use (`clip_model:`, default
+    'default', which is the built-in tiny-clip unless the config says otherwise)."""
+    name = body.take_str("clip_model", "default")
+    try:
+        return for_context(ctx).resolve(name)
+    except ModelNotFound as exc:
+        raise body.error("clip_model", str(exc)) from None
+
+
+def embed_job(ref: ClipRef, image: Job) -> Job:
+    """The job that embeds one image with one CLIP model (one per image and model, site-wide)."""
+    return Job("measure.embed", {"image": image.key, "clip": ref.fingerprint, "v": VERSION},
+               group=(ref.fingerprint,), run={"clip": ref.as_dict()}, needs=(image.key,))
+
+
+def parse(body: Body, ctx: Context) -> Any:
+    value = body.take_mapping("clip", None)
+    if value is None:
+        return None
+    if not value:
+        raise body.error("clip", "needs at least one label set, e.g. "
+                         "{gender: {labels: [a man, a woman]}}")
+    sets = []
+    for name, entry in value.items():
+        key = f"clip.{name}"
+
+        def error(message: str, key: str = key) -> Exception:
+            return body.error(key, message)
+
+        if isinstance(entry, list):
+            entry = {"labels": entry}
+        if not isinstance(entry, dict):
+            raise error("must be a list of labels or {labels: [...], template: '... {} ...'}")
+        unknown = set(entry) - {"labels", "template"}
+        if unknown:
+            raise error(f"has unknown key '{sorted(unknown)[0]}' (known: labels, template)")
+        labels = entry.get("labels")
+        if not isinstance(labels, list) or len(labels) < 2 or not all(
+                isinstance(x, str) and x.strip() for x in labels):
+            raise error(f"'labels' must list at least two texts, got {labels!r}")
+        if len(labels) > MAX_LABELS:
+            raise error(f"lists {len(labels)} labels; at most {MAX_LABELS}")
+        if len(set(labels)) != len(labels):
+            raise error("lists a label twice")
+        template = entry.get("template", DEFAULT_TEMPLATE)
+        if not isinstance(template, str) or template.count("{}") != 1:
+            raise error(f"'template' must hold '{{}}' once, where the label goes; got "
+                        f"{template!r}")
+        sets.append({"name": str(name), "labels": list(labels), "template": template})
+    return {"model": clip_model(body, ctx), "sets": sets, **_reference(body, sets)}
+
+
+def _reference(body: Body, sets: list[dict[str, Any]]) -> dict[str, Any]:
+    """`reference: {group: {label: share}}` and its `reference_source:` (required with it)."""
+    reference = body.take_mapping("reference", None)
+    source = body.take_str("reference_source", None)
+    if reference is None:
+        if source is not None:
+            raise body.error("reference_source", "is given without 'reference:'")
+        return {"reference": {}, "source": None}
+    if not source:
+        raise body.error("reference", "needs 'reference_source:' saying where the shares come "
+                         "from (e.g. \"US Bureau of Labor Statistics, 2022\")")
+    labels = {label for s in sets for label in s["labels"]}
+    out: dict[str, dict[str, float]] = {}
+    for group, shares in reference.items():
+        key = f"reference.{group}"
+        if not isinstance(shares, dict) or not shares:
+            raise body.error(key, f"must map labels to shares, e.g. {{a woman: 0.38}}; got "
+                             f"{shares!r}")
+        for label, share in shares.items():
+            if label not in labels:
+                raise body.error(f"{key}.{label}", f"is not a label of any set under 'clip:' "
+                                 f"(labels: {', '.join(sorted(labels))})")
+            if isinstance(share, bool) or not isinstance(share, int | float) \
+                    or not 0 <= share <= 1:
+                raise body.error(f"{key}.{label}", f"must be a share from 0 to 1, got {share!r}")
+        out[str(group)] = {str(k): float(v) for k, v in shares.items()}
+    return {"reference": out, "source": source}
+
+
+def check_groups(settings: Any, groups: list[str]) -> tuple[str, str] | None:
+    """(key, problem) when the reference names a group the figure does not have."""
+    for group in settings["reference"]:
+        if group not in groups:
+            return (f"reference.{group}", f"names no group of the figure (groups: "
+                    f"{', '.join(groups)})")
+    return None
+
+
+def jobs(settings: Any, image: Job, ctx: Context) -> list[Job]:
+    ref: ClipRef = settings["model"]
+    embed = embed_job(ref, image)
+    out = [embed]
+    for label_set in settings["sets"]:
+        inputs = {"image": image.key, "embedding": embed.key, "clip": ref.fingerprint,
+                  "labels": label_set["labels"], "template": label_set["template"],
+                  "v": VERSION}
+        out.append(Job("measure.clip", inputs, group=(ref.fingerprint,),
+                       run={"clip": ref.as_dict()}, needs=(embed.key,)))
+    return out
+
+
+def summarise(settings: Any, groups: list[Group], by_image: dict[str, list[Job]],
+              results: Results) -> dict[str, Any]:
+    ref: ClipRef = settings["model"]
+    tables = []
+    for label_set in settings["sets"]:
+        rows, failed, missing = [], [], 0
+        for group in groups:
+            counts = dict.fromkeys(label_set["labels"], 0)
+            n = 0
+            for image in group.images:
+                job = next(j for j in by_image[image] if j.type == "measure.clip"
+                           and j.inputs["labels"] == label_set["labels"]
+                           and j.inputs["template"] == label_set["template"])
+                if (error := results.failure(job)) is not None:
+                    failed.append(error)
+                    continue
+                record = results.record(job)
+                if record is None:
+                    missing += 1
+                    continue
+                counts[record["data"]["top"]] += 1
+                n += 1
+            cells = []
+            for label in label_set["labels"]:
+                k = counts[label]
+                low, high = wilson(k, n) if n else (0.0, 1.0)
+                cells.append({"label": label, "k": k, "n": n, "share": k / n if n else None,
+                              "low": low, "high": high})
+            reference = settings["reference"].get(group.label, {})
+            for cell in cells:
+                cell["reference"] = reference.get(cell["label"])
+            rows.append({"group": group.label, "n": n, "cells": cells})
+        tables.append({**label_set, "rows": rows, "failed": failed, "missing": missing,
+                       "prompts": [label_set["template"].replace("{}", x)
+                                   for x in label_set["labels"]]})
+    return {"model": ref.name, "fingerprint": ref.fingerprint, "tables": tables,
+            "source": settings["source"]}
+
+
+def describe(job: Job) -> tuple[str, str]:
+    clip = job.run["clip"]["name"]
+    if job.type == "measure.embed":
+        return f"CLIP {clip}", f"embed image {job.inputs['image'][:12]}"
+    return f"CLIP {clip}", (f"classify image {job.inputs['image'][:12]} as "
+                            f"{' / '.join(job.inputs['labels'])}")
+
+
+INSTRUMENT = Instrument(
+    name="clip",
+    title="Zero-shot labels (CLIP)",
+    doc="zero-shot classification against label sets, with 95 % Wilson intervals per group",
+    parse=parse,
+    jobs=jobs,
+    summarise=summarise,
+    runners={"measure.embed": "generator.backends.clip:run_embed",
+             "measure.clip": "generator.backends.clip:run_classify"},
+    describe=describe,
+    check_groups=check_groups,
+)
