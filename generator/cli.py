@@ -162,7 +162,10 @@ def cmd_new(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("NO_MKDOCS_2_WARNING", "1")
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)-7s -  %(message)s")
+    # mkdocs (and unmake, which logs under it) speak at INFO; libraries that log to the root
+    # logger at INFO (open_clip prints every step of a model load) stay quiet
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)-7s -  %(message)s")
+    logging.getLogger("mkdocs").setLevel(logging.INFO)
     from mkdocs.exceptions import Abort, ConfigurationError, PluginError
 
     from .errors import UnmakeError

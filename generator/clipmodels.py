@@ -14,13 +14,12 @@ import importlib.util
 import os
 from dataclasses import asdict, dataclass
 from functools import cache
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, ModelNotFound
 from .keys import canonical_json, digest
-from .models import cache_home, hf_hub_cache
+from .models import cache_home, dist_version, hf_hub_cache, read_text
 
 if TYPE_CHECKING:
     from .types import Context
@@ -88,7 +87,8 @@ def is_pickle(path: str | Path) -> bool:
 def tiny_clip_ref(name: str = BUILTIN) -> ClipRef:
     """The built-in model's reference; the weights are written by backends/clip.py on first use."""
     # Seeded random init depends on the torch and open_clip releases, so both are in the print.
-    fp = digest(canonical_json([TINY_CLIP, _version("torch"), _version("open_clip_torch")]))[:16]
+    releases = [dist_version("torch"), dist_version("open_clip_torch")]
+    fp = digest(canonical_json([TINY_CLIP, *releases]))[:16]
     path = cache_home() / f"tiny-clip-v{TINY_CLIP['version']}-{fp}" / "open_clip_model.safetensors"
     return ClipRef(name, TINY_CLIP["name"], "builtin", str(path), f"tiny-clip:{fp}")
 
@@ -177,9 +177,9 @@ class ClipResolver:
         """An open_clip repo in the local Hugging Face cache, pinned to its snapshot commit."""
         repo, _, revision = written.partition("@")
         entry = hf_hub_cache() / f"models--{repo.replace('/', '--')}"
-        commit = revision or _read_text(entry / "refs" / "main")
+        commit = revision or read_text(entry / "refs" / "main")
         if commit and not (entry / "snapshots" / commit).is_dir():
-            commit = _read_text(entry / "refs" / commit) or commit  # a branch or tag name
+            commit = read_text(entry / "refs" / commit) or commit  # a branch or tag name
         snapshot = entry / "snapshots" / commit if commit else None
         if snapshot is None or not (snapshot / "open_clip_config.json").is_file():
             raise ModelNotFound(
@@ -295,19 +295,6 @@ def _unknown(name: str, known: list[str], via: list[str]) -> str:
     return (f"CLIP model '{name}'{through} is not declared; {hint}known: {', '.join(known)}. "
             f"Declare it under {CONFIG_KEY} in mkdocs.yml")
 
-
-def _read_text(path: Path) -> str | None:
-    try:
-        return path.read_text("utf-8").strip()
-    except OSError:
-        return None
-
-
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "absent"
 
 
 def for_context(ctx: Context) -> ClipResolver:

@@ -122,7 +122,8 @@ def _read_json(path: Path) -> Any:
         return None
 
 
-def _version(dist: str) -> str:
+def dist_version(dist: str) -> str:
+    """An installed distribution's version, or "absent" (what records and fingerprints say)."""
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
@@ -131,7 +132,8 @@ def _version(dist: str) -> str:
 
 def tiny_ref(name: str = "tiny") -> ModelRef:
     # Seeded random init depends on the torch and diffusers releases, so both are in the print.
-    fp = digest(canonical_json([TINY_RECIPE, _version("torch"), _version("diffusers")]))[:16]
+    releases = [dist_version("torch"), dist_version("diffusers")]
+    fp = digest(canonical_json([TINY_RECIPE, *releases]))[:16]
     path = cache_home() / f"tiny-v{TINY_RECIPE['version']}-{fp}"
     return ModelRef(name, "tiny", "builtin", str(path), f"tiny:{fp}",
                     dict(TINY_RECIPE["defaults"]))
@@ -190,9 +192,9 @@ class Resolver:
         if repo.count("/") == 1 and not repo.startswith((".", "/", "~")):
             entry = hf_hub_cache() / f"models--{repo.replace('/', '--')}"
             looked.append(f"Hugging Face cache {entry}")
-            commit = revision or _read_text(entry / "refs" / "main")
+            commit = revision or read_text(entry / "refs" / "main")
             if commit and not (entry / "snapshots" / commit).is_dir():
-                ref_file = _read_text(entry / "refs" / commit)  # a branch or tag name
+                ref_file = read_text(entry / "refs" / commit)  # a branch or tag name
                 commit = ref_file or commit
             snapshot = entry / "snapshots" / commit if commit else None
             if snapshot and (snapshot / "model_index.json").is_file():
@@ -234,7 +236,8 @@ class Resolver:
             self._memo[key] = value
 
 
-def _read_text(path: Path) -> str | None:
+def read_text(path: Path) -> str | None:
+    """A small text file's stripped content, or None when it cannot be read."""
     try:
         return path.read_text("utf-8").strip()
     except OSError:

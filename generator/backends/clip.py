@@ -11,7 +11,6 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import numpy as np
 
 from ..clipmodels import PICKLE_WHY, TINY_CLIP, ClipRef, is_pickle, tiny_clip_ref
 from ..errors import ConfigError
+from ..models import dist_version
 from ..store import Result, Store
 from ..types import Job
 
@@ -147,13 +147,7 @@ def _softmax(loaded: Loaded, image_emb: np.ndarray, text_emb: np.ndarray) -> np.
 
 def environment(loaded: Loaded) -> dict[str, Any]:
     """What made a measurement, for its record."""
-    def version(dist: str) -> str:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return "absent"
-
-    return {"open_clip": version("open_clip_torch"), "torch": version("torch"),
+    return {"open_clip": dist_version("open_clip_torch"), "torch": dist_version("torch"),
             "device": loaded.device, "dtype": "float32"}
 
 

@@ -10,11 +10,10 @@ import io
 import itertools
 import time
 from collections.abc import Iterator
-from importlib import metadata
 from typing import Any
 
 from .. import a1111
-from ..models import tiny_ref
+from ..models import dist_version, tiny_ref
 from ..store import Result
 from ..types import Job
 
@@ -66,14 +65,8 @@ def load_pipeline(job: Job, device: str, dtype: Any) -> Any:
 
 
 def environment(device: str, dtype: Any) -> dict[str, Any]:
-    def version(dist: str) -> str:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return "absent"
-
-    return {"diffusers": version("diffusers"), "torch": version("torch"),
-            "transformers": version("transformers"), "device": device,
+    return {"diffusers": dist_version("diffusers"), "torch": dist_version("torch"),
+            "transformers": dist_version("transformers"), "device": device,
             "dtype": str(dtype).replace("torch.", "")}
 
 

@@ -9,7 +9,7 @@ are summed up per group for the figure. A new instrument is one module that defi
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
@@ -28,11 +28,34 @@ class Group:
 
 @dataclass(frozen=True)
 class Results:
-    """What a summary may read: each job's stored record or failure, and the store's files."""
+    """What a summary may read: each job's stored record or failure, and the store's files.
+
+    `gather` also counts, across calls, the measurements that failed (their messages) and
+    those not made yet (a preview build that runs nothing), for the figure to say so."""
 
     record: Callable[[Job], dict[str, Any] | None]
     failure: Callable[[Job], str | None]
     blob: Callable[[dict[str, Any], str], Any]  # (record, file name) -> path of the stored file
+    failed: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+    def gather(self, images: list[str], by_image: dict[str, list[Job]],
+               pick: Callable[[Job], bool]) -> list[tuple[str, dict[str, Any]]]:
+        """(image key, record) of the job `pick` chooses for each image that has a result."""
+        out = []
+        for image in images:
+            job = next(j for j in by_image[image] if pick(j))
+            if (error := self.failure(job)) is not None:
+                self.failed.append(error)
+            elif (record := self.record(job)) is None:
+                self.missing.append(job.key)
+            else:
+                out.append((image, record))
+        return out
+
+    def problems(self) -> dict[str, Any]:
+        """What the template shows under a section: failures (first message) and missing."""
+        return {"failed": list(self.failed), "missing": len(set(self.missing))}
 
 
 @dataclass(frozen=True)

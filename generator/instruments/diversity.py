@@ -131,17 +131,11 @@ def summarise(settings: Any, groups: list[Any], by_image: dict[str, list[Any]],
     # 1. Every image's stored embedding (numpy only: a frozen build needs no torch).
     rows: list[Float] = []
     owners: list[tuple[str, str]] = []  # (group label, image key) of each row
-    failed, missing = [], 0
     for group in groups:
-        for image in group.images:
-            job = next(j for j in by_image[image] if j.type == "measure.embed")
-            if (error := results.failure(job)) is not None:
-                failed.append(error)
-            elif (record := results.record(job)) is None:
-                missing += 1
-            else:
-                rows.append(np.load(results.blob(record, "embedding"), allow_pickle=False))
-                owners.append((group.label, image))
+        for image, record in results.gather(group.images, by_image,
+                                            lambda j: j.type == "measure.embed"):
+            rows.append(np.load(results.blob(record, "embedding"), allow_pickle=False))
+            owners.append((group.label, image))
     # 2. Vendi score per group: the effective number of distinct images.
     table = []
     for group in groups:
@@ -162,7 +156,7 @@ def summarise(settings: Any, groups: list[Any], by_image: dict[str, list[Any]],
                                                    for c in found]} for g in groups],
         }
     return {"model": settings["model"].name, "fingerprint": settings["model"].fingerprint,
-            "rows": table, "clusters": clusters, "failed": failed, "missing": missing}
+            "rows": table, "clusters": clusters, **results.problems()}
 
 
 def describe(job: Any) -> tuple[str, str]:

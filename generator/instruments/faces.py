@@ -198,21 +198,13 @@ def run(jobs: list[Any], options: dict[str, Any]) -> Any:
 
 def summarise(settings: Any, groups: list[Any], by_image: dict[str, list[Any]],
               results: Any) -> dict[str, Any]:
-    rows, failed, missing = [], [], 0
+    rows = []
     for group in groups:
-        n = with_face = 0
-        tones: list[dict[str, Any]] = []
-        for image in group.images:
-            job = next(j for j in by_image[image] if j.type == "measure.faces")
-            if (error := results.failure(job)) is not None:
-                failed.append(error)
-                continue
-            if (record := results.record(job)) is None:
-                missing += 1
-                continue
-            n += 1
-            with_face += record["data"]["count"] > 0
-            tones += [f for f in record["data"]["faces"] if f.get("ita") is not None]
+        found = results.gather(group.images, by_image, lambda j: j.type == "measure.faces")
+        n = len(found)
+        with_face = sum(record["data"]["count"] > 0 for _, record in found)
+        tones = [f for _, record in found for f in record["data"]["faces"]
+                 if f.get("ita") is not None]
         monk_counts = [sum(1 for f in tones if f["monk"] == m) for m in range(1, 11)]
         itas = sorted(f["ita"] for f in tones)
         median = itas[len(itas) // 2] if len(itas) % 2 else (
@@ -220,8 +212,7 @@ def summarise(settings: Any, groups: list[Any], by_image: dict[str, list[Any]],
         rows.append({"group": group.label, "n": n, "with_face": with_face,
                      "faces": len(tones), "monk": monk_counts, "ita": median,
                      "category": ita_category(median) if median is not None else None})
-    return {"rows": rows, "failed": failed, "missing": missing, "swatches": MONK,
-            "opencv": settings["opencv"]}
+    return {"rows": rows, "swatches": MONK, "opencv": settings["opencv"], **results.problems()}
 
 
 def describe(job: Any) -> tuple[str, str]:

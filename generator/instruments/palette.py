@@ -208,21 +208,14 @@ def run(jobs: list[Any], options: dict[str, Any]) -> Any:
 
 def summarise(settings: Any, groups: list[Any], by_image: dict[str, list[Any]],
               results: Any) -> dict[str, Any]:
-    rows, failed, missing = [], [], 0
+    rows = []
     for group in groups:
-        palettes = []
-        for image in group.images:
-            job = next(j for j in by_image[image] if j.type == "measure.palette")
-            if (error := results.failure(job)) is not None:
-                failed.append(error)
-            elif (record := results.record(job)) is None:
-                missing += 1
-            else:
-                palettes.append(record["data"])
+        found = results.gather(group.images, by_image, lambda j: j.type == "measure.palette")
+        palettes = [record["data"] for _, record in found]
         summary = group_palette(palettes, settings["k"]) if palettes else None
         rows.append({"group": group.label, "n": len(palettes), "palette": summary})
-    return {"k": settings["k"], "rows": rows, "failed": failed, "missing": missing,
-            "hue_bins": HUE_BINS, "chroma_min": CHROMA_MIN}
+    return {"k": settings["k"], "rows": rows, "hue_bins": HUE_BINS, "chroma_min": CHROMA_MIN,
+            **results.problems()}
 
 
 def describe(job: Any) -> tuple[str, str]:

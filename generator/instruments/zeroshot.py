@@ -13,6 +13,7 @@ group's share of a label comes with its 95 % Wilson score interval and n.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from ..clipmodels import ClipRef, for_context
@@ -136,23 +137,19 @@ def summarise(settings: Any, groups: list[Group], by_image: dict[str, list[Job]]
     ref: ClipRef = settings["model"]
     tables = []
     for label_set in settings["sets"]:
-        rows, failed, missing = [], [], 0
+        rows = []
+        results = replace(results, failed=[], missing=[])  # each set counts its own problems
+
+        def pick(job: Job, label_set: dict[str, Any] = label_set) -> bool:
+            return (job.type == "measure.clip" and job.inputs["labels"] == label_set["labels"]
+                    and job.inputs["template"] == label_set["template"])
+
         for group in groups:
             counts = dict.fromkeys(label_set["labels"], 0)
-            n = 0
-            for image in group.images:
-                job = next(j for j in by_image[image] if j.type == "measure.clip"
-                           and j.inputs["labels"] == label_set["labels"]
-                           and j.inputs["template"] == label_set["template"])
-                if (error := results.failure(job)) is not None:
-                    failed.append(error)
-                    continue
-                record = results.record(job)
-                if record is None:
-                    missing += 1
-                    continue
+            found = results.gather(group.images, by_image, pick)
+            for _, record in found:
                 counts[record["data"]["top"]] += 1
-                n += 1
+            n = len(found)
             cells = []
             for label in label_set["labels"]:
                 k = counts[label]
@@ -163,7 +160,7 @@ def summarise(settings: Any, groups: list[Group], by_image: dict[str, list[Job]]
             for cell in cells:
                 cell["reference"] = reference.get(cell["label"])
             rows.append({"group": group.label, "n": n, "cells": cells})
-        tables.append({**label_set, "rows": rows, "failed": failed, "missing": missing,
+        tables.append({**label_set, "rows": rows, **results.problems(),
                        "prompts": [label_set["template"].replace("{}", x)
                                    for x in label_set["labels"]]})
     return {"model": ref.name, "fingerprint": ref.fingerprint, "tables": tables,

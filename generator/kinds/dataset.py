@@ -430,6 +430,10 @@ def _sample_view(sample: dict[str, Any], record: dict[str, Any], inputs: dict[st
             "with_local": sum(1 for r in rows if r["local"])}
 
 
+def describe(job: Job) -> tuple[str, str]:
+    return f"dataset {job.run['dataset']}", "one lookup (search, filters, facets, sample, lens)"
+
+
 KIND = Kind(
     name="dataset",
     parse=parse,
@@ -437,4 +441,5 @@ KIND = Kind(
     render=render,
     runners={"dataset.lookup": "generator.backends.duckdb_lookup:run"},
     doc="Search, filter, facet and sample a LAION-style dataset; show a filter chain's funnel.",
+    describe=describe,
 )

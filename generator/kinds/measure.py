@@ -126,11 +126,11 @@ def render(planned: Planned, page: PageRender) -> str:
     for job in planned.jobs:
         by_image.setdefault(job.inputs["image"], []).append(job)
     store = page.r.store
-    results = Results(record=page.record, failure=page.failure,
-                      blob=lambda record, name: store.file(record, name))
     sections = []
     for name, settings in spec.instruments:
         instrument = INSTRUMENTS[name]
+        results = Results(record=page.record, failure=page.failure,  # its own problem counts
+                          blob=lambda record, name: store.file(record, name))
         sections.append({"name": name, "title": instrument.title,
                          **instrument.summarise(settings, groups, by_image, results)})
     # thumbnails of each group: the images measured, as the figure they come from shows them
