@@ -5,7 +5,7 @@ Usage: python bench/_bare_generate.py JOBS.json OUT_DIR
 JOBS.json: {"path", "device", "steps", "guidance", "width", "height", "batches": [[{"prompt",
 "negative", "seed"}, ...], ...]}. Writes OUT_DIR/NNNN.png in job order and prints one JSON line
 of in-process timings. Nothing from unmake is imported: this is what a person would write by hand,
-with the call arguments of generator/backends/generate.py:generate_batch.
+with the call arguments of generator/backends/diffusion.py:generate_batch.
 """
 
 from __future__ import annotations

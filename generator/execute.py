@@ -19,6 +19,8 @@ from .log import log, progress
 from .store import Result, Store, StoreView
 from .types import Job, Plan
 
+MAX_WHY = 20  # lines of "what runs and why" in the build log; `unmake plan -v` lists all
+
 
 def runner_for(job_type: str) -> Any:
     from .kinds import RUNNERS
@@ -34,6 +36,12 @@ def execute(plan: Plan, store: Store, options: dict[str, Any]) -> dict[str, str]
         log.info("unmake: nothing to run (%s); no model loaded", plan.summary())
         return failures
     log.info("unmake: %s", plan.summary())
+    reasons = why(plan)
+    for line in reasons[:MAX_WHY]:
+        log.info("unmake:   %s", line)
+    if len(reasons) > MAX_WHY:
+        log.info("unmake:   … and %d more (`unmake plan -v` lists every job)",
+                 len(reasons) - MAX_WHY)
     started = time.monotonic()
     options = {**options, "store": StoreView(store)}
     with progress(len(plan.missing), "unmake") as bar:
@@ -69,6 +77,19 @@ def execute(plan: Plan, store: Store, options: dict[str, Any]) -> dict[str, str]
     log.info("unmake: ran %d job(s) in %.1f s (%s), %d failed", done,
              time.monotonic() - started, what or "none", len(failures))
     return failures
+
+
+def why(plan: Plan) -> list[str]:
+    """What will run and why, by directive: a job runs because no result with its key is stored
+    (its inputs are new or were never run), or because a result it reads is itself new."""
+    missing = {job.key for job in plan.missing}
+    counts: Counter[tuple[str, str, str]] = Counter()
+    for job in plan.missing:
+        reason = ("a result it reads is new" if any(k in missing for k in job.needs)
+                  else "no stored result with these inputs")
+        counts[(job.origins[0] if job.origins else "?", job.type, reason)] += 1
+    return [f"{where}: {n} {job_type} ({reason})"
+            for (where, job_type, reason), n in sorted(counts.items())]
 
 
 def _failure(job: Job, exc: BaseException) -> str:

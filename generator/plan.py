@@ -146,7 +146,7 @@ def _order(found: list[dirs.Directive]) -> list[dirs.Directive]:
                 cycle = [*path[path.index(up):], up]
                 places = " -> ".join(f"{c.where} ({getattr(c.spec, 'id', None)})"
                                      for c in cycle)
-                raise DirectiveError(f"'of' makes a cycle: {places}", file=d.file,
+                raise DirectiveError(f"makes a cycle: {places}", file=d.file,
                                      line=d.key_lines.get("of", d.line), kind=d.kind, key="of")
             if state.get(id(up)) != "done":
                 visit(up, [*path, up])

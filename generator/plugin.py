@@ -52,8 +52,6 @@ class _CoreConfig(base.Config):
     device = c.Type(str, default="auto")
     templates = c.Type(str, default="templates")
     models = c.Type(dict, default={})
-    datasets = c.Type(dict, default={})
-    filter_chains = c.Type(dict, default={})
 
 
 def _kind_settings() -> dict[str, Any]:

@@ -104,8 +104,10 @@ class Plan:
         return f"{n} job{'s' * (n != 1)}: {len(self.cached)} cached, {len(self.missing)} to run"
 
     def missing_by_group(self) -> dict[tuple[Any, ...], list[Job]]:
-        """Missing jobs by (type, *group), upstream groups first: a group comes after every
-        group holding a job it needs."""
+        """Missing jobs by (type, *group, level), upstream groups first: a group comes after
+        every group holding a job it needs. The level (how many needs deep) is part of the key:
+        the same type and group can sit at two depths (a palette of generated images and one
+        of images made from them), and must then run as two groups, in order."""
         depth: dict[str, int] = {}
 
         def level(job: Job) -> int:
@@ -117,8 +119,8 @@ class Plan:
 
         groups: dict[tuple[Any, ...], list[Job]] = {}
         for job in sorted(self.missing, key=level):
-            groups.setdefault((level(job), job.type, *job.group), []).append(job)
-        return {key[1:]: jobs for key, jobs in groups.items()}
+            groups.setdefault((job.type, *job.group, level(job)), []).append(job)
+        return groups
 
 
 @dataclass(frozen=True)

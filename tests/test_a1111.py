@@ -68,7 +68,7 @@ def test_every_scheduler_unmake_offers_has_an_a1111_name() -> None:
     does), not hand-written ones."""
     import diffusers
 
-    from generator.backends.generate import SCHEDULER_CLASSES
+    from generator.backends.diffusion import SCHEDULER_CLASSES
     from generator.models import TINY_RECIPE
 
     expected = {"ddim": "DDIM", "pndm": "PLMS", "euler": "Euler", "euler_a": "Euler a",
@@ -137,7 +137,7 @@ def tiny_cache(unmake_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> N
 def test_a_generated_png_reads_back_in_sd_parsers() -> None:
     from sd_parsers import ParserManager
 
-    from generator.backends import generate as backend
+    from generator.backends import diffusion as backend
     from generator.models import tiny_ref
 
     ref = tiny_ref("sketchbook")

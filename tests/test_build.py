@@ -284,7 +284,7 @@ def test_frozen_build_with_everything_stored(built: Zine, tmp_path: Path) -> Non
 FLAKY_DRIVER = """\
 import sys
 
-from generator.backends import generate as backend
+from generator.backends import diffusion as backend
 
 real = backend.generate_batch
 
@@ -332,7 +332,7 @@ def test_failing_jobs_fail_alone(built: Zine, zine, monkeypatch: pytest.MonkeyPa
             "in each failed figure, is in .unmake/failed-site/") in run.output
     assert not z.site.exists()  # there was no site before: there is none now
     assert f"docs/index.md:{first}: RuntimeError: simulated: CUDA out of memory" in run.output
-    assert len(re.findall(rf"docs/index\.md:{second}: \w+", run.output)) == 2
+    assert len(re.findall(rf"docs/index\.md:{second}: \w+Error", run.output)) == 2
 
     failed_site = z.store / "failed-site"
     html = (failed_site / "index.html").read_text("utf-8")

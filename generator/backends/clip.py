@@ -165,7 +165,7 @@ _LOADED: dict[str, Loaded] = {}  # fingerprint -> model: one load per build for 
 def _loaded(job: Job, options: dict[str, Any]) -> Loaded:
     ref = ClipRef(**job.run["clip"])
     if ref.fingerprint not in _LOADED:
-        from .generate import pick_device
+        from .diffusion import pick_device
 
         device, _ = pick_device(options.get("device", "auto"))
         _LOADED[ref.fingerprint] = load(ref, "cpu" if device == "mps" else device)

@@ -40,7 +40,7 @@ from ..keys import canonical_json
 from ..render import ASSETS, PageRender
 from ..specs import Body, check_int
 from ..types import Context, Job, Planned
-from . import Kind
+from . import Kind, Setting
 
 FACET_TITLES = {"domain": "web domain", "language": "language", "aesthetic": "aesthetic score",
                 "size": "original size (shorter side, px)"}
@@ -441,5 +441,12 @@ KIND = Kind(
     render=render,
     runners={"dataset.lookup": "generator.backends.duckdb_lookup:run"},
     doc="Search, filter, facet and sample a LAION-style dataset; show a filter chain's funnel.",
+    settings=(
+        Setting("datasets", dict, {}, "datasets by alias: LAION-schema Parquet `metadata`, "
+                "optional `images`, `embeddings`, `columns`, `unsafe_threshold`, `hotlink`, "
+                "`description`"),
+        Setting("filter_chains", dict, {}, "named filter chains for `lens:` (`title`, "
+                "`source`, `stages`); `sd-v1-improved-aesthetics` ships built in"),
+    ),
     describe=describe,
 )

@@ -108,13 +108,17 @@ def expand(spec: MeasureSpec, ctx: Context, upstream: list[Planned]) -> list[Job
         if problem:
             raise DirectiveError(problem[1], line=spec.lines.get(problem[0]), key=problem[0])
     jobs: list[Job] = []
-    seen: set[str] = set()
+    seen: set[str] = set()  # image keys, then job keys: `clip:` and `diversity:` share an
+    # image's embedding job, which the directive asks for once
     for image in images:
         if image.job.key in seen:
             continue
         seen.add(image.job.key)
         for name, settings in spec.instruments:
-            jobs += INSTRUMENTS[name].jobs(settings, image.job, ctx)
+            for job in INSTRUMENTS[name].jobs(settings, image.job, ctx):
+                if job.key not in seen:
+                    seen.add(job.key)
+                    jobs.append(job)
     return jobs
 
 
