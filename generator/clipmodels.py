@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, ModelNotFound
 from .keys import canonical_json, digest
+from .log import log
 from .models import cache_home, dist_version, hf_hub_cache, read_text
 
 if TYPE_CHECKING:
@@ -157,6 +158,14 @@ class ClipResolver:
             current = value
 
     def _find(self, name: str, key: str, entry: dict[str, Any]) -> ClipRef:
+        ref = self._locate(name, key, entry)
+        if ref.allow_pickle and is_pickle(ref.weights()):  # opted in: said on every build
+            log.warning("%s.allow_pickle: CLIP model '%s' loads a pickle checkpoint (%s), "
+                        "which can run code when loaded; convert it to .safetensors",
+                        key, name, ref.weights().name)
+        return ref
+
+    def _locate(self, name: str, key: str, entry: dict[str, Any]) -> ClipRef:
         allow_pickle = bool(entry.get("allow_pickle", False))
         if "checkpoint" in entry:
             written = entry["checkpoint"]

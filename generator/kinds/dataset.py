@@ -39,8 +39,7 @@ from ..errors import DirectiveError
 from ..keys import canonical_json
 from ..render import ASSETS, PageRender
 from ..specs import Body, check_int
-from ..types import Context, Job, Planned
-from . import Kind, Setting
+from ..types import Context, Job, Kind, Planned, Setting
 
 FACET_TITLES = {"domain": "web domain", "language": "language", "aesthetic": "aesthetic score",
                 "size": "original size (shorter side, px)"}

@@ -22,8 +22,7 @@ from ..errors import ModelNotFound
 from ..modelfacts import READER_VERSION
 from ..render import PageRender
 from ..specs import Body
-from ..types import Context, Job, Planned
-from . import Kind
+from ..types import Context, Job, Kind, Planned
 
 # every fact the table can show, in its default order; `facts:` picks and orders a subset
 FACTS = ("pipeline", "components", "architecture", "parameters", "files", "dtypes", "card",

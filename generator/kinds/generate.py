@@ -11,8 +11,7 @@ from ..errors import ModelNotFound
 from ..render import PageRender, common_affixes
 from ..specs import Body, check_float, check_int
 from ..store import Memo
-from ..types import Context, Job, Output, Planned
-from . import Kind
+from ..types import Context, Job, Kind, Output, Planned
 
 SCHEDULERS = ("default", "ddim", "pndm", "euler", "euler_a", "dpmpp_2m", "lms", "unipc", "heun")
 # what each parameter accepts, for the directive and for each value of a sweep

@@ -30,8 +30,7 @@ from ..errors import DirectiveError
 from ..instruments import INSTRUMENTS, Group, Results
 from ..render import PageRender
 from ..specs import Body
-from ..types import Context, Job, Output, Planned, Setting
-from . import Kind
+from ..types import Context, Job, Kind, Output, Planned, Setting
 
 NOTE = ("These are a machine's readings of generated images of people who do not exist: a "
         "classifier's guesses, colour statistics and a face detector's hits, not facts about "
