@@ -100,4 +100,6 @@ def _failure(job: Job, exc: BaseException) -> str:
 
 
 def run_options(config: dict[str, Any]) -> dict[str, Any]:
-    return {"batch_size": config.get("batch_size", 4), "device": config.get("device", "auto")}
+    """What runners may read of the plugin config (each runner takes the keys it knows)."""
+    return {"batch_size": config.get("batch_size", 4), "device": config.get("device", "auto"),
+            "clip_batch_size": config.get("clip_batch_size", 32)}

@@ -28,6 +28,10 @@ def _located(exc: UnmakeError, directive: dirs.Directive) -> DirectiveError:
     return DirectiveError(str(exc), file=directive.file, line=directive.line, kind=directive.kind)
 
 
+def _a(word: str) -> str:
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
+
+
 def heading_anchors(text: str) -> set[str]:
     """The anchors the toc extension gives this page's Markdown headings (outside fences)."""
     from markdown.extensions.toc import slugify
@@ -129,8 +133,8 @@ def _order(found: list[dirs.Directive]) -> list[dirs.Directive]:
             produces = KINDS[target.kind].produces
             if produces not in KINDS[d.kind].consumes:
                 raise DirectiveError(
-                    f"'{ref}' is a {target.kind} figure ({target.where}), whose results a "
-                    f"{d.kind} cannot read (it reads {', '.join(KINDS[d.kind].consumes)} from: "
+                    f"'{ref}' is {_a(target.kind)} figure ({target.where}), whose results "
+                    f"{_a(d.kind)} cannot read (it reads {', '.join(KINDS[d.kind].consumes)} from: "
                     + ", ".join(sorted(k for k, v in KINDS.items()
                                        if v.produces in KINDS[d.kind].consumes)) + ")",
                     file=d.file, line=line, kind=d.kind, key="of")

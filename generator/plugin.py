@@ -139,8 +139,8 @@ class UnmakePlugin(BasePlugin[_CoreConfig]):
         """Plan every Markdown page of the site (raises PluginError with file:line on bad input)."""
         pages = {}
         for file in files.documentation_pages():
-            shown = os.path.normpath(os.path.join(self.docs_shown, file.src_uri))
-            pages[file.src_uri] = (shown, Path(file.abs_src_path).read_text("utf-8-sig"))
+            pages[file.src_uri] = (self._shown_page(file),
+                                   Path(file.abs_src_path).read_text("utf-8-sig"))
         try:
             return plan_site(pages, self.ctx, force=self.mode == "force")
         except UnmakeError as exc:
@@ -158,7 +158,13 @@ class UnmakePlugin(BasePlugin[_CoreConfig]):
         shown = {key: public_text(message, self.ctx.root)
                  for key, message in self.failures.items()}
         self.renderer = Renderer(self.ctx.store, self.ctx.root / self.config.templates, shown)
+        for file in files.documentation_pages():
+            self.renderer.page_urls[self._shown_page(file)] = file.url
         return files
+
+    def _shown_page(self, file: Any) -> str:
+        """A page's path as directives name it (relative to mkdocs.yml)."""
+        return os.path.normpath(os.path.join(self.docs_shown, file.src_uri))
 
     def on_page_markdown(self, markdown: str, page: Any, config: Any, files: Any) -> str:
         assert self.plan is not None
@@ -171,7 +177,7 @@ class UnmakePlugin(BasePlugin[_CoreConfig]):
         if len(found) != len(planned):  # another plugin rewrote the page's directives
             raise PluginError(f"{planned[0].directive.file}: directives changed during the build")
         lines = markdown.splitlines()
-        view = PageRender(self.renderer, lambda path: get_relative_url(path, page.url))
+        view = PageRender(self.renderer, lambda path: get_relative_url(path, page.url), page.url)
         slots: list[str] = []
         for item in planned:  # in page order, so figures are numbered as they appear
             try:
@@ -214,8 +220,8 @@ class UnmakePlugin(BasePlugin[_CoreConfig]):
                 self.building = None
                 kept += (f"; this build, with a failure box in each failed figure, is in "
                          f"{self._shown(aside)}")
-            lines = [f"  {', '.join(self.plan.jobs[k].origins)}: {msg}"
-                     for k, msg in sorted(self.failures.items())]
+            lines = sorted(f"  {', '.join(self.plan.jobs[k].origins)}: {msg}"
+                           for k, msg in self.failures.items())
             raise PluginError(f"unmake: {len(self.failures)} job(s) failed; {kept}:\n"
                               + "\n".join(lines))
         if self.warnings and self.warnings.count:

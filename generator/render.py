@@ -75,6 +75,7 @@ class Renderer:
         self.store = store
         self.failures = failures or {}
         self.assets: dict[str, Path] = {}  # site path -> file to publish there
+        self.page_urls: dict[str, str] = {}  # page path as shown (directive.file) -> site URL
 
     def publish(self, site_path: str, source: Path) -> str:
         self.assets[site_path] = source
@@ -120,13 +121,21 @@ def _value(inputs: dict[str, Any], run: dict[str, Any], name: str) -> Any:
 class PageRender:
     """Rendering one page: numbers its figures and makes asset URLs relative to the page."""
 
-    def __init__(self, renderer: Renderer, url_for: Callable[[str], str]) -> None:
+    def __init__(self, renderer: Renderer, url_for: Callable[[str], str],
+                 page_url: str | None = None) -> None:
         self.r = renderer
         self.url_for = url_for
+        self.page_url = page_url  # this page's site URL, for links between figures
         self.figures = 0
 
     def template(self, name: str) -> jinja2.Template:
         return self.r.env.get_template(name)
+
+    def link_to(self, planned: Planned) -> str:
+        """A link from this page to another figure (on this page or another one)."""
+        anchor = f"#{getattr(planned.directive.spec, 'id', None) or ''}"
+        page = self.r.page_urls.get(planned.directive.file)
+        return anchor if page is None or page == self.page_url else self.url_for(page) + anchor
 
     def record(self, job: Job) -> dict[str, Any] | None:
         return self.r.store.get(job.key)

@@ -32,10 +32,10 @@ from ..render import PageRender
 from ..specs import Body
 from ..types import Context, Job, Kind, Output, Planned, Setting
 
-NOTE = ("These are a machine's readings of generated images of people who do not exist: a "
-        "classifier's guesses, colour statistics and a face detector's hits, not facts about "
-        "anyone. Read them as evidence of what the model tends to make, with the method beside "
-        "every number.")
+NOTE = ("These are a machine's readings of generated images — the people in them do not "
+        "exist: a classifier's guesses, colour statistics and a face detector's hits, not facts "
+        "about anyone. Read them as evidence of what the model tends to make, with the method "
+        "beside every number.")
 MAX_THUMBS = 8  # thumbnails shown per group
 
 
@@ -146,7 +146,8 @@ def render(planned: Planned, page: PageRender) -> str:
     for section in sections:
         for key in (section.get("clusters") or {}).get("exemplars", {}).values():
             exemplar_cells[key] = page.image_cell(jobs_by_key[key])
-    sources = [{"id": p.directive.spec.id, "where": p.directive.where} for p in planned.upstream]
+    sources = [{"id": p.directive.spec.id, "where": p.directive.where, "href": page.link_to(p)}
+               for p in planned.upstream]
     return page.figure("measure.html", planned, {
         "spec": spec, "sections": sections, "groups": groups, "thumbs": thumbs,
         "sources": sources, "note": NOTE, "n_images": len(jobs_by_key),
