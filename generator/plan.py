@@ -20,6 +20,8 @@ from .types import Context, Job, Plan, Planned
 
 ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.+?)[ \t#]*$")
+_SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
+_ATTR_ID = re.compile(r"\{[^}]*#([\w-]+)[^}]*\}\s*$")
 
 
 def _located(exc: UnmakeError, directive: dirs.Directive) -> DirectiveError:
@@ -33,24 +35,39 @@ def _a(word: str) -> str:
 
 
 def heading_anchors(text: str) -> set[str]:
-    """The anchors the toc extension gives this page's Markdown headings (outside fences)."""
+    """The anchors the toc extension gives this page's Markdown headings (outside fences): ATX
+    (`## Title`) and setext (`Title` over `===`) headings, and attr_list's `{#custom}` ids."""
     from markdown.extensions.toc import slugify
 
     anchors: set[str] = set()
     fence: str | None = None
+    previous = ""
     for line in text.splitlines():
         stripped = line.lstrip()
         if stripped.startswith(("```", "~~~")):
             mark = stripped[:3]
             fence = None if fence == mark else fence or mark
+            previous = ""
             continue
-        if fence is None and (m := _HEADING.match(line)):
-            slug = base = slugify(re.sub(r"<[^>]+>", "", m.group(2)), "-")
-            n = 0
-            while slug in anchors:  # the toc extension numbers repeated headings
-                n += 1
-                slug = f"{base}_{n}"
-            anchors.add(slug)
+        if fence is not None:
+            continue
+        title = None
+        if m := _HEADING.match(line):
+            title = m.group(2)
+        elif previous.strip() and _SETEXT.match(line):
+            title = previous.strip()
+        previous = line
+        if title is None:
+            continue
+        if explicit := _ATTR_ID.search(title):
+            anchors.add(explicit.group(1))
+            continue
+        slug = base = slugify(re.sub(r"<[^>]+>", "", title), "-")
+        n = 0
+        while slug in anchors:  # the toc extension numbers repeated headings
+            n += 1
+            slug = f"{base}_{n}"
+        anchors.add(slug)
     return anchors
 
 

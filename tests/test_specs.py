@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -207,3 +208,15 @@ def test_frozen_builds_remember_a_missing_folder_models_print_and_size(tmp_path:
     assert frozen.card == live.card  # so a frozen fact sheet finds its stored key
     with pytest.raises(ModelNotFound, match="alias 'default' -> 'sd' not found"):
         resolve()
+
+
+def test_heading_anchors_are_those_the_toc_extension_makes() -> None:
+    from generator.plan import heading_anchors
+
+    text = ("# Fox grid\n\nTitle two\n=========\n\nProse\n\n## Other {#custom}\n\n```\n# not\n```"
+            "\n\n## Fox grid\n\n- a list\n---\n")
+    import markdown
+
+    html = markdown.markdown(text, extensions=["toc", "attr_list", "fenced_code"])
+    assert heading_anchors(text) == set(re.findall(r'<h\d id="([^"]+)"', html)) == {
+        "fox-grid", "title-two", "custom", "fox-grid_1", "-a-list"}
