@@ -141,7 +141,8 @@ def parse(body: Body, ctx: Context) -> GenerateSpec:
             raise body.error(key, f"cannot be swept; sweepable: {', '.join(SWEEPABLE)}")
         if not isinstance(values, list) or len(values) < 2:
             raise body.error(key, f"must list at least two values, got {values!r}")
-        if name in base or (name == "size" and ("width" in base or "height" in base)):
+        if (name in base or (name == "size" and ("width" in base or "height" in base))
+                or (name == "negative" and body.data.get("negative") is not None)):
             raise body.error(key, f"is both set and swept; remove '{name}:' or the sweep")
         checked = tuple(check_param(name, v, lambda m, k=key: body.error(k, m), ctx)
                         for v in values)
