@@ -285,14 +285,20 @@ class _Counter(logging.Handler):
         self.count += 1
 
 
+# an absolute path of two or more parts (not the path of a URL): what is left of one after the
+# project's and the home folder's are replaced
+_ABSOLUTE = re.compile(r"(?<![\w.~:/-])/(?:[^\s/'\"()<>:,]+/)+([^\s/'\"()<>:,]+)")
+
+
 def public_text(text: str, root: Path) -> str:
     """A message as a published page may show it: the project's and the home folder's
-    absolute paths replaced by `.` and `~`."""
+    absolute paths replaced by `.` and `~`, any other absolute path by `…/` and its last part
+    (the console message keeps the whole path)."""
     for path, shown in ((str(root.resolve()), "."), (str(root), "."),
                         (os.path.expanduser("~"), "~")):
         if len(path) > 1:
             text = text.replace(path, shown)
-    return text
+    return _ABSOLUTE.sub(lambda m: f"…/{m.group(1)}", text)
 
 
 def frozen_report(plan: Plan) -> str:

@@ -359,7 +359,7 @@ def test_failing_jobs_show_no_machine_paths(sweeps: tuple[Zine, Run, Path],
     # and the failed build kept aside shows the project's folder as ./
     failed = zine.store / "failed-site"
     assert "./models/broken/vae" in (failed / "broken" / "index.html").read_text("utf-8")
-    assert paths_in(failed, machine_paths(zine)) == []
+    assert paths_in(failed, machine_paths(zine, outside.parent, far.parent)) == []
 
 
 # -- a failed build leaves site/ as it was -----------------------------------------------------
