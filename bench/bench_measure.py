@@ -9,7 +9,8 @@ alternating (and alternating which goes first), --repeat times each:
            through the real path: a fresh copy of the store holding only the images (hard
            links), the site planned by the plugin as `unmake plan` does (untimed), then
            `generator.execute.execute` on that plan (timed): its missing jobs are exactly the
-           measure jobs (256 `measure.embed` + 256 `measure.clip`), stored as a build stores them
+           measure jobs (256 `measure.embed` + 1 `measure.text` for the label set), stored as a
+           build stores them
   bare     bench/_bare_measure.py: open_clip's create_model_and_transforms on the same weight
            file, the same PNGs read with PIL, preprocessed, `encode_image` in batches of the same
            size, the 3 label prompts encoded once, softmax; nothing stored
@@ -17,7 +18,8 @@ alternating (and alternating which goes first), --repeat times each:
 Model load is included on both sides (unmake's per-build model cache is emptied before each
 run, as a new build finds it); imports are not (both are warm after an untimed warm-up of each
 side). Prints the medians, their ratio (target <= 1.05), images/s, the machine, whether the two
-sides agree on every probability, and writes everything to bench/out/measure.json.
+sides agree on every probability (unmake's computed, as its figure does, from the stored
+embeddings), and writes everything to bench/out/measure.json.
 
 Run: .venv/bin/python bench/bench_measure.py [--images 256] [--repeat 5] [--profile]
 """
@@ -136,7 +138,7 @@ def plan_measure(zine: Path) -> tuple[object, object, dict]:
     config = config.plugins.on_config(config)
     plan = plugin.make_plan(get_files(config))
     types = sorted({job.type for job in plan.missing})
-    if types != ["measure.clip", "measure.embed"]:
+    if types != ["measure.embed", "measure.text"]:
         raise SystemExit(f"bench: expected only measure jobs to run, the plan has {types}")
     return plan, plugin.ctx.store, run_options(dict(plugin.config))
 
@@ -165,11 +167,11 @@ def run_measure(zine: Path, profile: Path | None = None) -> dict:
                          f"{next(iter(failures.values()))}")
     if profiler and profile:
         profiler.dump_stats(profile)
-    seconds = {"measure.embed": 0.0, "measure.clip": 0.0}
+    seconds = {"measure.embed": 0.0, "measure.text": 0.0}
     for job in plan.missing:
         seconds[job.type] += store.get(job.key)["seconds"]
     return {"wall": wall, "cpu": cpu, "jobs": len(plan.missing), "embed": seconds["measure.embed"],
-            "classify": seconds["measure.clip"], "plan": plan, "store": store,
+            "text": seconds["measure.text"], "plan": plan, "store": store,
             "options": options}
 
 
@@ -196,25 +198,23 @@ def run_bare(paths: list[Path], args: argparse.Namespace, device: str) -> dict:
     return {"wall": times["total"], "cpu": time.process_time() - cpu0, **times, "probs": probs}
 
 
-def compare(measured: dict, paths: list[Path], probs: object) -> tuple[int, int, float]:
-    """(same top label, images, max abs probability difference) between the two sides."""
+def compare(measured: dict, probs: object) -> tuple[int, int, float]:
+    """(same top label, images, max abs probability difference) between the two sides: unmake's
+    probabilities computed as its figure computes them, from the stored embeddings."""
+    import numpy as np
+
+    from generator.instruments.vectors import decode_vector, probabilities
+
     plan, store = measured["plan"], measured["store"]
-    row_of = {}
-    for job in plan.missing:
-        if job.type == "measure.embed":
-            row_of[job.inputs["image"]] = len(row_of)
-    same = worst = 0
-    total = 0
-    for job in plan.missing:
-        if job.type != "measure.clip":
-            continue
-        record = store.get(job.key)["data"]
-        bare = probs[row_of[job.inputs["image"]]]
-        worst = max(worst, max(abs(a - float(b)) for a, b in zip(record["probs"], bare,
-                                                                   strict=True)))
-        same += record["top"] == LABELS[int(bare.argmax())]
-        total += 1
-    return same, total, worst
+    (text,) = [store.get(job.key)["data"] for job in plan.missing if job.type == "measure.text"]
+    # image_paths lists the embed jobs in this order: row i of the bare side is job i here
+    embeds = [store.get(job.key)["data"] for job in plan.missing if job.type == "measure.embed"]
+    ours = probabilities(np.stack([decode_vector(d["embedding"]) for d in embeds]),
+                         np.stack([decode_vector(v) for v in text["embeddings"]]),
+                         text["logit_scale"])
+    bare = np.asarray(probs, dtype=np.float64)
+    same = int((ours.argmax(axis=1) == bare.argmax(axis=1)).sum())
+    return same, len(embeds), float(np.abs(ours - bare).max())
 
 
 def profile_rows(path: Path) -> list[list[str]]:
@@ -236,14 +236,21 @@ def profile_rows(path: Path) -> list[list[str]]:
     put, records = cum("generator/store.py", "put")
     write, files = cum("generator/store.py", "write_atomic")
     fsync, _ = cum("~", "<built-in method posix.fsync>")
-    create = called_by("<built-in method io.open>", "generator/store.py", "write_atomic")
-    mkdir = called_by("mkdir", "generator/store.py", "write_atomic") + called_by(
-        "mkdir", "generator/store.py", "_tmp")
+    create = called_by("<built-in method io.open>", "generator/store.py", "_write")
+    mkdir = called_by("mkdir", "generator/store.py", "_folder")
+    folders = sum(t[1] for k, v in stats.items() if k[2] == "mkdir"
+                  for c, t in v[4].items() if c[0].endswith("generator/store.py"))
     dumps, _ = cum("json/__init__.py", "dumps")
     load, _ = cum("generator/backends/clip.py", "load")
     embed, _ = cum("generator/backends/clip.py", "embed_images")
-    classify, _ = cum("generator/backends/clip.py", "run_classify")
-    rest = total - put - load - embed - classify
+    encode, vectors = cum("generator/instruments/vectors.py", "encode_vector")
+    # the first CLIP runner loads the model (here the text one: it needs no image); load has
+    # its own row
+    text = cum("generator/backends/clip.py", "run_text")[0] - called_by(
+        "_loaded", "generator/backends/clip.py", "run_text")
+    reads = sum(called_by(f, "generator/backends/clip.py", "run_embed")  # PIL: open + decode
+                for f in ("open", "convert"))
+    rest = total - put - load - embed - encode - text - reads
     return [
         ["execute, in all", f"{total:.3f}", "100 %"],
         [f"Store.put: {records} records, {files} files", f"{put:.3f}", f"{put / total:.0%}"],
@@ -252,14 +259,19 @@ def profile_rows(path: Path) -> list[list[str]]:
         ["    of which creating the temporary file (open)", f"{create:.3f}",
          f"{create / total:.0%}"],
         ["    of which os.fsync", f"{fsync:.3f}", f"{fsync / total:.0%}"],
-        ["    of which mkdir of the folders (each time)", f"{mkdir:.3f}", f"{mkdir / total:.0%}"],
+        [f"    of which mkdir of the folders (x {folders}: once per folder)", f"{mkdir:.3f}",
+         f"{mkdir / total:.0%}"],
         ["  json.dumps of the records (indent=1: the pure-Python encoder)", f"{dumps:.3f}",
          f"{dumps / total:.0%}"],
         ["CLIP model load (backends.clip.load)", f"{load:.3f}", f"{load / total:.0%}"],
         ["preprocess + encode_image (embed_images)", f"{embed:.3f}", f"{embed / total:.0%}"],
-        ["measure.clip runner (np.load each embedding, softmax)", f"{classify:.3f}",
-         f"{classify / total:.0%}"],
-        ["the rest (PNG reads, np.save, dispatch, progress bar)", f"{rest:.3f}",
+        ["reading the PNGs (Image.open + convert in run_embed)", f"{reads:.3f}",
+         f"{reads / total:.0%}"],
+        [f"base64 of the embeddings (encode_vector x {vectors})", f"{encode:.3f}",
+         f"{encode / total:.0%}"],
+        ["measure.text runner (the label prompts, once)", f"{text:.3f}",
+         f"{text / total:.0%}"],
+        ["the rest (dispatch, the store's reads, progress bar)", f"{rest:.3f}",
          f"{rest / total:.0%}"],
     ]
 
@@ -318,7 +330,7 @@ def main() -> int:
             runs[side].append(got)
             print(f"  run {i + 1} {side:7s} {got['wall']:7.3f} s wall, {got['cpu']:7.3f} s CPU",
                   flush=True)
-    same, total, worst = compare(runs["measure"][-1], paths, runs["bare"][-1]["probs"])
+    same, total, worst = compare(runs["measure"][-1], runs["bare"][-1]["probs"])
 
     # 4. The summary.
     def col(side: str, key: str) -> list[str]:
@@ -331,7 +343,7 @@ def main() -> int:
         ["measure: execute (CPU)", *col("measure", "cpu")],
         ["bare loop (CPU)", *col("bare", "cpu")],
         ["measure: records' seconds, embed", *col("measure", "embed")],
-        ["measure: records' seconds, classify", *col("measure", "classify")],
+        ["measure: records' seconds, text", *col("measure", "text")],
         ["bare: model load", *col("bare", "load")],
         ["bare: PNG read + preprocess", *col("bare", "read")],
         ["bare: encode_image", *col("bare", "encode")],
@@ -358,7 +370,7 @@ def main() -> int:
     print(f"images/s: measure {n / wall['measure']:.0f}, bare {n / wall['bare']:.0f} "
           f"(model load included)")
     print(f"same top label: {same}/{total}, max abs probability difference {worst:.2e} "
-          "(unmake stores probabilities rounded to 6 decimals)")
+          "(unmake's from its stored float32 embeddings, as its figure computes them)")
     note = load_note()
     machine = {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                "device": device, "platform": platform.platform(), "python":

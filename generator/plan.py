@@ -203,7 +203,8 @@ def plan_site(pages: dict[str, tuple[str, str]], ctx: Context, force: bool = Fal
         merged = []
         for job in own:
             job = jobs.setdefault(job.key, job)
-            job.origins.append(directive.where)
+            if directive.where not in job.origins:  # two cells of one figure may be one job
+                job.origins.append(directive.where)
             merged.append(job)
         planned = Planned(directive, merged, upstream)
         expanded[id(directive)] = planned

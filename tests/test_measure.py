@@ -26,6 +26,7 @@ from generator.errors import DirectiveError
 from generator.execute import execute
 from generator.instruments.diversity import cluster, cluster_shares, exemplars
 from generator.instruments.palette import group_palette
+from generator.instruments.vectors import decode_vector, probabilities
 from generator.kinds import KINDS
 from generator.models import Resolver
 from generator.plan import plan_site
@@ -110,6 +111,23 @@ def of_type(records: dict[str, dict[str, Any]], job_type: str) -> dict[str, dict
     return {k: r for k, r in records.items() if r["type"] == job_type}
 
 
+def embedding(record: dict[str, Any]) -> np.ndarray:
+    """The vector a `measure.embed` record holds (in the record: there is no file of it)."""
+    data = record["data"]
+    assert "embedding" not in record.get("files", {})
+    vector = decode_vector(data["embedding"])
+    assert vector.shape == (data["dim"],)
+    return vector
+
+
+def label_set(record: dict[str, Any], n: int) -> tuple[np.ndarray, float]:
+    """(prompt embeddings, logit scale) of a `measure.text` record of n prompts."""
+    data = record["data"]
+    assert len(record["inputs"]["prompts"]) == len(data["embeddings"]) == n
+    assert data["logit_scale"] > 0
+    return np.stack([decode_vector(v) for v in data["embeddings"]]), data["logit_scale"]
+
+
 def work_images(records: dict[str, dict[str, Any]]) -> dict[str, tuple[str, int]]:
     """Image key -> (group label, seed) of the images of `work`, in figure order."""
     found = {k: (r["inputs"]["prompt"], r["inputs"]["seed"])
@@ -120,11 +138,12 @@ def work_images(records: dict[str, dict[str, Any]]) -> dict[str, tuple[str, int]
 
 
 def test_build_runs_each_measurement_once(measured: Built) -> None:
-    # index.md: 6 images, each embedded, classified, its palette and faces read; doors.md: 3
-    # images (seed 2 is in both figures, one job) and 3 palettes
-    assert "36 jobs: 0 cached, 36 to run" in measured.run.output
-    assert re.search(r"ran 36 job\(s\) in [\d.]+ s \(9 generate\.image, 6 measure\.clip, "
-                     r"6 measure\.embed, 6 measure\.faces, 9 measure\.palette\), 0 failed",
+    # index.md: 6 images, each embedded, its palette and faces read, and the label set's
+    # prompts embedded once; doors.md: 3 images (seed 2 is in both figures, one job) and 3
+    # palettes
+    assert "31 jobs: 0 cached, 31 to run" in measured.run.output
+    assert re.search(r"ran 31 job\(s\) in [\d.]+ s \(9 generate\.image, 6 measure\.embed, "
+                     r"6 measure\.faces, 9 measure\.palette, 1 measure\.text\), 0 failed",
                      measured.run.output), measured.run.output
 
 
@@ -165,7 +184,8 @@ def test_figure_shows_each_instrument_its_images_and_its_method(measured: Built)
 
     # how each number was obtained
     records = stored(zine)
-    (fingerprint,) = {r["inputs"]["clip"] for r in of_type(records, "measure.clip").values()}
+    (fingerprint,) = {r["inputs"]["clip"] for t in ("measure.embed", "measure.text")
+                      for r in of_type(records, t).values()}
     assert fingerprint.startswith("tiny-clip:")
     how = words(clip.split('class="unmake-how"')[1])
     for part in (f"CLIP default {fingerprint}", "“a photo of a man”, “a photo of a woman”",
@@ -188,12 +208,16 @@ def test_clip_shares_and_intervals_are_the_stored_readings(measured: Built) -> N
     records = stored(measured.zine)
     images = work_images(records)
     labels = ["a man", "a woman"]
+    # each image counts for its most probable label, from its stored embedding and the label
+    # set's stored prompt embeddings
+    (text,) = of_type(records, "measure.text").values()
+    assert text["inputs"]["prompts"] == ["a photo of a man", "a photo of a woman"]
+    prompts, scale = label_set(text, 2)
     tops: dict[str, list[str]] = {"doctor": [], "nurse": []}
-    for record in of_type(records, "measure.clip").values():
-        assert record["inputs"]["labels"] == labels
-        assert sum(record["data"]["probs"]) == pytest.approx(1.0, abs=1e-5)
-        assert record["data"]["top"] == labels[int(np.argmax(record["data"]["probs"]))]
-        tops[images[record["inputs"]["image"]][0]].append(record["data"]["top"])
+    for record in of_type(records, "measure.embed").values():
+        (probs,) = probabilities(embedding(record)[None, :], prompts, scale)
+        assert probs.sum() == pytest.approx(1.0, abs=1e-12)
+        tops[images[record["inputs"]["image"]][0]].append(labels[int(np.argmax(probs))])
     assert {g: len(t) for g, t in tops.items()} == {"doctor": 3, "nurse": 3}
 
     clip = section(figure_of(measured.zine.html("index.md"), "readings"), "clip")
@@ -254,8 +278,9 @@ def test_palette_faces_and_diversity_are_the_stored_readings(measured: Built) ->
         assert sum(int(c) for c in re.findall(r">(\d+)</span>", table[group][4])) == \
             sum(d["count"] for d in mine)
 
-    # Vendi per group, and the clusters of all six, from the stored embeddings
-    vectors = {k: np.load(zine.blob(embeds[k], "embedding")) for k in images}
+    # Vendi per group, and the clusters of all six, from the stored embeddings (float64, as
+    # the figure computes them)
+    vectors = {k: embedding(embeds[k]).astype(np.float64) for k in images}
     vendi_table, cluster_table = section(figure, "diversity").split("</table>")[:2]
     vendi_rows = rows(vendi_table)
     for group in ("doctor", "nurse"):
@@ -410,13 +435,16 @@ class Known:
     html: str
     images: dict[tuple[str, int], str]  # (prompt, seed) -> the key of the image put there
 
-    def reading(self, job_type: str, prompt: str, seed: int) -> dict[str, Any]:
-        image = self.images[(prompt, seed)]
+    def record(self, job_type: str, image: str | None) -> dict[str, Any]:
+        """The stored record of the one job of this type for this image (None: of no image)."""
         (job,) = [j for j in self.plan.jobs.values()
-                  if j.type == job_type and j.inputs["image"] == image]
+                  if j.type == job_type and j.inputs.get("image") == image]
         record = self.store.get(job.key)
         assert record is not None
-        return record["data"]
+        return record
+
+    def reading(self, job_type: str, prompt: str, seed: int) -> dict[str, Any]:
+        return self.record(job_type, self.images[(prompt, seed)])["data"]
 
 
 @pytest.fixture(scope="module")
@@ -446,9 +474,9 @@ def known(tmp_path_factory: pytest.TempPathFactory, unmake_env: dict[str, str]) 
                 store.put(job.key, job.describe(),
                           Result(files={"image": (png(content[where]), "png")}))
         measuring = plan()
-        assert measuring.summary() == "40 jobs: 8 cached, 32 to run"
+        assert measuring.summary() == "33 jobs: 8 cached, 25 to run"
         assert {j.type for j in measuring.missing} == {
-            "measure.embed", "measure.clip", "measure.palette", "measure.faces"}
+            "measure.embed", "measure.text", "measure.palette", "measure.faces"}
         assert execute(measuring, store, {"device": "cpu"}) == {}
     [_, planned] = measuring.pages["p.md"]
     html = KINDS["measure"].render(planned, PageRender(Renderer(store), lambda path: path))
@@ -478,16 +506,37 @@ def test_faces_are_found_where_there_is_one(known: Known) -> None:
     assert table["mixed"][:4] == ["4", "1", "1", f"{ita:.0f} <small>({category})</small>"]
 
 
-def test_clip_probabilities_sum_to_one_per_image(known: Known) -> None:
+def test_clip_probabilities_sum_to_one_per_image(known: Known, unmake_env: dict[str, str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from generator.backends import clip
+    from generator.clipmodels import tiny_clip_ref
+
     labels = ["a photo", "a drawing", "a painting"]
+    text = known.record("measure.text", None)
+    assert text["inputs"]["prompts"] == [f"a photo of {label}" for label in labels]
+    prompts, scale = label_set(text, 3)
+    # the stored prompts are the model's embeddings of those texts, in order, with its scale
+    monkeypatch.setenv("UNMAKE_CACHE", unmake_env["UNMAKE_CACHE"])
+    ref = tiny_clip_ref()
+    assert text["inputs"]["clip"] == ref.fingerprint
+    loaded = clip.load(ref)
+    np.testing.assert_allclose(prompts, clip.embed_texts(loaded, text["inputs"]["prompts"]),
+                               atol=1e-6)
+    assert scale == pytest.approx(clip.logit_scale(loaded), rel=1e-12)
+    tops: dict[str, list[str]] = {"same": [], "mixed": []}
     for (prompt, seed) in known.images:
-        data = known.reading("measure.clip", prompt, seed)
-        assert len(data["probs"]) == 3
-        assert sum(data["probs"]) == pytest.approx(1.0, abs=1e-5)
-        assert data["top"] == labels[int(np.argmax(data["probs"]))]
-    # four identical images: one label takes the whole group
+        vector = embedding(known.record("measure.embed", known.images[(prompt, seed)]))
+        assert np.linalg.norm(vector) == pytest.approx(1, abs=1e-5)
+        (probs,) = probabilities(vector[None, :], prompts, scale)
+        assert probs.shape == (3,) and (probs >= 0).all()
+        assert probs.sum() == pytest.approx(1.0, abs=1e-12)
+        tops[prompt].append(labels[int(np.argmax(probs))])
+    # the figure counts each image for that label; four identical images: one label takes all
     table = rows(section(known.html, "clip"))
-    assert table["same"][0] == "4"
+    for group, top in tops.items():
+        assert table[group][0] == "4"
+        assert [cell.split(" <small>")[0] for cell in table[group][1:]] == [
+            pct(top.count(label) / 4) for label in labels]
     assert sorted(cell.split(" <small>")[0] for cell in table["same"][1:]) == [
         "0 %", "0 %", "100 %"]
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..clipmodels import PICKLE_WHY, TINY_CLIP, ClipRef, is_pickle, tiny_clip_ref
 from ..errors import ConfigError
+from ..instruments.vectors import encode_vector, probabilities
 from ..models import dist_version
 from ..store import Result, Store
 from ..types import Job
@@ -129,20 +130,15 @@ def zero_shot(loaded: Loaded, image_emb: np.ndarray, labels: list[str],
         raise ValueError(f"template must hold '{{}}' where the label goes, got {template!r}")
     # replace, not format: a label or template with other braces is text, not a field
     text_emb = embed_texts(loaded, [template.replace("{}", label) for label in labels])
-    return _softmax(loaded, image_emb, text_emb)
+    return probabilities(image_emb, text_emb, logit_scale(loaded)).astype(np.float32)
 
 
-def _softmax(loaded: Loaded, image_emb: np.ndarray, text_emb: np.ndarray) -> np.ndarray:
+def logit_scale(loaded: Loaded) -> float:
+    """The temperature CLIP learned for its cosine logits (exp of its log scale)."""
     import torch
 
     with torch.inference_mode():
-        scale = float(loaded.model.logit_scale.exp().item())
-    # float64 for the softmax, so each row sums to 1 as closely as float32 output can show
-    logits = scale * (image_emb.astype(np.float64) @ text_emb.astype(np.float64).T)
-    logits -= logits.max(axis=1, keepdims=True)
-    probs = np.exp(logits)
-    probs /= probs.sum(axis=1, keepdims=True)
-    return probs.astype(np.float32)
+        return float(loaded.model.logit_scale.exp().item())
 
 
 def environment(loaded: Loaded) -> dict[str, Any]:
@@ -173,9 +169,8 @@ def _loaded(job: Job, options: dict[str, Any]) -> Loaded:
 
 
 def run_embed(jobs: list[Job], options: dict[str, Any]) -> Iterator[tuple[Job, Any]]:
-    """Runner for "measure.embed": each upstream image's CLIP embedding, stored as .npy."""
-    import io
-
+    """Runner for "measure.embed": each upstream image's CLIP embedding, kept in its record
+    (a few hundred bytes to a few KB: a file of its own would cost more than it holds)."""
     from PIL import Image
 
     # 1. Load the model once; read each upstream image from the store's read-only view.
@@ -195,37 +190,24 @@ def run_embed(jobs: list[Job], options: dict[str, Any]) -> Iterator[tuple[Job, A
                 yield job, exc
         if not ready:
             continue
-        # 2. Embed the batch in one forward pass; hand back each row as its own file.
+        # 2. Embed the batch in one forward pass; hand back each row in its own record.
         t0 = time.perf_counter()
         rows = embed_images(loaded, images, batch_size)
         each = (time.perf_counter() - t0) / len(ready)
         for job, row in zip(ready, rows, strict=True):
-            buf = io.BytesIO()
-            np.save(buf, row, allow_pickle=False)
-            yield job, Result(data={"dim": int(row.shape[0])},
-                              files={"embedding": (buf.getvalue(), "npy")}, env=env,
-                              seconds=each)
+            yield job, Result(data={"embedding": encode_vector(row), "dim": int(row.shape[0])},
+                              env=env, seconds=each)
 
 
-def run_classify(jobs: list[Job], options: dict[str, Any]) -> Iterator[tuple[Job, Any]]:
-    """Runner for "measure.clip": zero-shot probabilities of one label set for one image,
-    from the image's stored embedding (the label texts are embedded once per set)."""
+def run_text(jobs: list[Job], options: dict[str, Any]) -> Iterator[tuple[Job, Any]]:
+    """Runner for "measure.text": the CLIP embeddings of one label set's prompts and the
+    model's logit scale, from which the figure computes every image's label probabilities."""
     loaded = _loaded(jobs[0], options)
-    store = options["store"]
     env = environment(loaded)
-    texts: dict[tuple[str, ...], np.ndarray] = {}
+    scale = logit_scale(loaded)
     for job in jobs:
         t0 = time.perf_counter()
-        labels, template = job.inputs["labels"], job.inputs["template"]
-        try:
-            row = np.load(store.file(job.inputs["embedding"], "embedding"), allow_pickle=False)
-        except (OSError, KeyError, ValueError) as exc:
-            yield job, exc
-            continue
-        prompts = tuple(template.replace("{}", label) for label in labels)
-        if prompts not in texts:
-            texts[prompts] = embed_texts(loaded, list(prompts))
-        probs = _softmax(loaded, row[None, :], texts[prompts])[0]
-        yield job, Result(data={"probs": [round(float(p), 6) for p in probs],
-                                "top": labels[int(np.argmax(probs))]},
+        rows = embed_texts(loaded, list(job.inputs["prompts"]))
+        yield job, Result(data={"embeddings": [encode_vector(r) for r in rows],
+                                "logit_scale": scale},
                           env=env, seconds=time.perf_counter() - t0)

@@ -28,14 +28,13 @@ class Group:
 
 @dataclass(frozen=True)
 class Results:
-    """What a summary may read: each job's stored record or failure, and the store's files.
+    """What a summary may read: each job's stored record or failure.
 
     `gather` also counts, across calls, the measurements that failed (their messages) and
     those not made yet (a preview build that runs nothing), for the figure to say so."""
 
     record: Callable[[Job], dict[str, Any] | None]
     failure: Callable[[Job], str | None]
-    blob: Callable[[dict[str, Any], str], Any]  # (record, file name) -> path of the stored file
     failed: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
 

@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ..stats import vendi
+from .vectors import decode_vector
 
 Float = NDArray[np.float64]
 Labels = NDArray[np.intp]
@@ -134,7 +135,7 @@ def summarise(settings: Any, groups: list[Any], by_image: dict[str, list[Any]],
     for group in groups:
         for image, record in results.gather(group.images, by_image,
                                             lambda j: j.type == "measure.embed"):
-            rows.append(np.load(results.blob(record, "embedding"), allow_pickle=False))
+            rows.append(decode_vector(record["data"]["embedding"]).astype(np.float64))
             owners.append((group.label, image))
     # 2. Vendi score per group: the effective number of distinct images.
     table = []

@@ -5,10 +5,11 @@
       setting: ["an office", "a hospital"]          # a bare list: the default template
     clip_model: default                             # an alias from `clip_models` (tiny-clip)
 
-Each image is embedded once per CLIP model (`measure.embed`, shared with `diversity:`), then
-classified once per label set (`measure.clip`, which reads the stored embedding): changing a
-label set re-runs only that set's jobs. An image counts for the label CLIP scores highest; a
-group's share of a label comes with its 95 % Wilson score interval and n.
+Each image is embedded once per CLIP model (`measure.embed`, shared with `diversity:`) and each
+label set's prompts once (`measure.text`, with the model's logit scale); the figure computes each
+image's label probabilities from the two stored embeddings (numpy: a `--frozen` build needs no
+torch). Changing a label set re-runs only that set's one job. An image counts for the label CLIP
+scores highest; a group's share of a label comes with its 95 % Wilson score interval and n.
 """
 
 from __future__ import annotations
@@ -16,14 +17,17 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
+
 from ..clipmodels import ClipRef, for_context
 from ..errors import ModelNotFound
 from ..specs import Body
 from ..stats import wilson
 from ..types import Context, Job
 from . import Group, Instrument, Results
+from .vectors import decode_vector, probabilities
 
-VERSION = 1  # bump when the same inputs would give other numbers
+VERSION = 2  # bump when the same inputs would give other numbers or another record shape
 DEFAULT_TEMPLATE = "a photo of {}"
 MAX_LABELS = 50
 
@@ -119,17 +123,16 @@ def check_groups(settings: Any, groups: list[str]) -> tuple[str, str] | None:
     return None
 
 
+def text_job(ref: ClipRef, label_set: dict[str, Any]) -> Job:
+    """The job that embeds one label set's prompts (one per set and model, site-wide)."""
+    prompts = [label_set["template"].replace("{}", label) for label in label_set["labels"]]
+    return Job("measure.text", {"clip": ref.fingerprint, "prompts": prompts, "v": VERSION},
+               group=(ref.fingerprint,), run={"clip": ref.as_dict()})
+
+
 def jobs(settings: Any, image: Job, ctx: Context) -> list[Job]:
     ref: ClipRef = settings["model"]
-    embed = embed_job(ref, image)
-    out = [embed]
-    for label_set in settings["sets"]:
-        inputs = {"image": image.key, "embedding": embed.key, "clip": ref.fingerprint,
-                  "labels": label_set["labels"], "template": label_set["template"],
-                  "v": VERSION}
-        out.append(Job("measure.clip", inputs, group=(ref.fingerprint,),
-                       run={"clip": ref.as_dict()}, needs=(embed.key,)))
-    return out
+    return [embed_job(ref, image), *(text_job(ref, s) for s in settings["sets"])]
 
 
 def summarise(settings: Any, groups: list[Group], by_image: dict[str, list[Job]],
@@ -139,16 +142,22 @@ def summarise(settings: Any, groups: list[Group], by_image: dict[str, list[Job]]
     for label_set in settings["sets"]:
         rows = []
         results = replace(results, failed=[], missing=[])  # each set counts its own problems
-
-        def pick(job: Job, label_set: dict[str, Any] = label_set) -> bool:
-            return (job.type == "measure.clip" and job.inputs["labels"] == label_set["labels"]
-                    and job.inputs["template"] == label_set["template"])
-
+        # 1. The label set's prompt embeddings (one job for the whole figure).
+        text = text_job(ref, label_set)
+        found_text = results.gather([""], {"": [text]}, lambda j: True)
+        if found_text:
+            data = found_text[0][1]["data"]
+            prompts = np.stack([decode_vector(v) for v in data["embeddings"]])
+            scale = float(data["logit_scale"])
+        # 2. Each image counts for its most probable label.
         for group in groups:
             counts = dict.fromkeys(label_set["labels"], 0)
-            found = results.gather(group.images, by_image, pick)
-            for _, record in found:
-                counts[record["data"]["top"]] += 1
+            found = results.gather(group.images, by_image,
+                                   lambda j: j.type == "measure.embed") if found_text else []
+            if found:
+                images = np.stack([decode_vector(r["data"]["embedding"]) for _, r in found])
+                for top in probabilities(images, prompts, scale).argmax(axis=1):
+                    counts[label_set["labels"][int(top)]] += 1
             n = len(found)
             cells = []
             for label in label_set["labels"]:
@@ -171,8 +180,7 @@ def describe(job: Job) -> tuple[str, str]:
     clip = job.run["clip"]["name"]
     if job.type == "measure.embed":
         return f"CLIP {clip}", f"embed image {job.inputs['image'][:12]}"
-    return f"CLIP {clip}", (f"classify image {job.inputs['image'][:12]} as "
-                            f"{' / '.join(job.inputs['labels'])}")
+    return f"CLIP {clip}", f"embed the label prompts {' / '.join(job.inputs['prompts'])}"
 
 
 INSTRUMENT = Instrument(
@@ -183,7 +191,7 @@ INSTRUMENT = Instrument(
     jobs=jobs,
     summarise=summarise,
     runners={"measure.embed": "generator.backends.clip:run_embed",
-             "measure.clip": "generator.backends.clip:run_classify"},
+             "measure.text": "generator.backends.clip:run_text"},
     describe=describe,
     check_groups=check_groups,
 )

@@ -126,14 +126,12 @@ def render(planned: Planned, page: PageRender) -> str:
     images = images_of(planned.upstream)
     groups = groups_of(spec, images)
     by_image: dict[str, list[Job]] = {}
-    for job in planned.jobs:
-        by_image.setdefault(job.inputs["image"], []).append(job)
-    store = page.r.store
+    for job in planned.jobs:  # jobs of no one image (a label set's prompts) under ""
+        by_image.setdefault(job.inputs.get("image", ""), []).append(job)
     sections = []
     for name, settings in spec.instruments:
         instrument = INSTRUMENTS[name]
-        results = Results(record=page.record, failure=page.failure,  # its own problem counts
-                          blob=lambda record, name: store.file(record, name))
+        results = Results(record=page.record, failure=page.failure)  # its own problem counts
         sections.append({"name": name, "title": instrument.title,
                          **instrument.summarise(settings, groups, by_image, results)})
     # thumbnails of each group: the images measured, as the figure they come from shows them
