@@ -119,7 +119,9 @@ class UnmakePlugin(BasePlugin[_CoreConfig]):
     def _build_beside(self, config: Any) -> None:
         """Point mkdocs at a fresh folder beside site_dir; on_post_build moves it into place."""
         self.final_site = self.building = None
-        if self.command == "serve" or self.dirty:  # serve's folder is its own; dirty reuses
+        # serve builds in a folder of its own, plan builds nothing, and a dirty build adds to
+        # site_dir in place, as mkdocs means it to
+        if self.command in ("serve", "plan") or self.dirty:
             return
         final = Path(config.site_dir).resolve()
         building = final.parent / f".{final.name}.unmake-{os.getpid()}"
