@@ -15,6 +15,7 @@ COMMANDS_HELP = {
     "plan": "show what is cached and what would run, by model; loads no model",
     "serve": "live preview of the site (mkdocs serve with the plugin)",
     "verify": "check every stored artifact against its hash and record",
+    "gc": "list the stored results no page of the site uses (remove them with --delete)",
     "new": "start a new zine project in DIR from the template",
 }
 
@@ -29,7 +30,18 @@ def _parser() -> argparse.ArgumentParser:
             continue
         p.add_argument("-f", "--config-file", default="mkdocs.yml", help="mkdocs.yml to use")
         if name == "verify":
+            p.add_argument("--replay", type=float, metavar="FRACTION",
+                           help="also make a seeded random FRACTION (0.1: a tenth) of the stored "
+                                "images again here and compare their pixels")
+            p.add_argument("--replay-seed", type=int, default=0, metavar="N",
+                           help="the seed that picks the images to replay (default 0)")
             continue
+        if name == "gc":
+            p.add_argument("--delete", action="store_true",
+                           help="remove what is listed (without it, nothing is removed)")
+            p.add_argument("--also", action="append", default=[], metavar="CONFIG",
+                           help="another mkdocs.yml sharing this store, whose pages keep their "
+                                "results too (repeatable)")
         p.add_argument("--model", action="append", default=[], metavar="ALIAS=REF",
                        help="point a model alias at 'tiny', a folder or an org/repo id "
                             "(also: UNMAKE_MODEL_<ALIAS>=REF)")
@@ -126,17 +138,104 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from .execute import run_options
     from .store import Store
 
     config, plugin = _load(args)
     root = Path(config.config_file_path).resolve().parent
     store = Store(root / plugin.config.store)
     problems = store.verify()
-    count = sum(1 for _ in store.records())
+    count = sum(1 for _ in (store.root / "records").glob("*/*.json"))
     for problem in problems:
         print(problem)
+    if args.replay is not None:
+        if not 0 < args.replay <= 1:
+            raise SystemExit(f"unmake: --replay takes a fraction of the stored images, more than "
+                             f"0 and at most 1 (0.1 is a tenth), got {args.replay:g}")
+        from .replay import replay
+
+        report = replay(store, args.replay, args.replay_seed, run_options(dict(plugin.config)))
+        for item in report.replayed:
+            if item.status != "bit-exact":
+                print(item.line)
+        print(report.summary(args.replay, args.replay_seed))
+        problems += report.problems
     print(f"unmake verify: {count} records, {len(problems)} problem(s)")
     return 1 if problems else 0
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    from mkdocs.structure.files import get_files
+
+    from .kinds import JOB_KINDS
+    from .types import Job
+
+    # 1. Plan every site that keeps results in this store; what their pages use is kept.
+    keep: set[str] = set()
+    missing = 0
+    store = None
+    for config_file in [args.config_file, *args.also]:
+        config, plugin = _load(argparse.Namespace(**{**vars(args), "config_file": config_file}))
+        plugin.command = "plan"  # nothing is built: keep site_dir where it is
+        plugin.cli_mode = "off"  # as --frozen: models resolve as they did when the site was built
+        config = config.plugins.on_config(config)
+        plan = plugin.make_plan(get_files(config))
+        if store is None:
+            store = plugin.ctx.store
+        elif plugin.ctx.store.root.resolve() != store.root.resolve():
+            raise SystemExit(f"unmake: {config_file} keeps its results in "
+                             f"{plugin.ctx.store.root}, not in {store.root}; --also names sites "
+                             "that share this store")
+        keep |= set(plan.jobs)
+        missing += len(plan.missing)
+    assert store is not None
+
+    # 2. List what nothing keeps, with its size, and remove it if asked.
+    unused = store.unused(keep)
+    for item in unused:
+        what = ""
+        if item.record is not None:
+            job_type = str(item.record.get("type", "?"))
+            what = job_type
+            if job_type in JOB_KINDS:
+                try:
+                    job = Job(job_type, item.record.get("inputs", {}),
+                              run=item.record.get("run", {}))
+                    what = f"{job_type} {JOB_KINDS[job_type].job_line(job)[1]}"
+                except (KeyError, TypeError, ValueError):
+                    pass
+        print(f"  {item.path.relative_to(store.root)}  {_size(item.size)}"
+              + (f"  {what}" if what else ""))
+    parts = {name: [u for u in unused if u.path.relative_to(store.root).parts[0] == name]
+             for name in ("records", "blobs", "derived")}
+    counts = ", ".join(f"{len(items)} {name}" for name, items in parts.items())
+    total = _size(sum(u.size for u in unused))
+    sites = "this site" if not args.also else f"these {1 + len(args.also)} sites"
+    print(f"unmake gc: {counts} ({total}) that no page of {sites} uses")
+    if missing:
+        print(f"unmake gc: note: {missing} job(s) of {sites} have no stored result yet; if they "
+              "should, the models may resolve differently here than where the site was built")
+    if not args.delete:
+        print("unmake gc: dry run, nothing removed; `unmake gc --delete` removes them")
+        return 0
+    running = store.held()
+    if running:
+        raise SystemExit(f"unmake: a build is running on this store ({len(running)} job(s), "
+                         f"e.g. pid {running[0].get('pid')} on {running[0].get('host')}); run "
+                         "`unmake gc --delete` when it is done")
+    for item in unused:
+        item.path.unlink(missing_ok=True)
+    print(f"unmake gc: removed {len(unused)} file(s), {total}")
+    return 0
+
+
+def _size(n: int) -> str:
+    if n < 1000:
+        return f"{n} B"
+    for unit, scale in (("kB", 1e3), ("MB", 1e6)):
+        if n < scale * 1000:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n / 1e9:.1f} GB"
 
 
 def cmd_new(args: argparse.Namespace) -> int:

@@ -100,6 +100,13 @@ class ModelRef:
         return int(sample) * scale, int(sample) * scale
 
 
+def ships_safety_checker(folder: Path) -> bool:
+    """Whether a model folder's model_index.json names a safety checker component."""
+    index = _read_json(folder / "model_index.json")
+    entry = index.get("safety_checker") if isinstance(index, dict) else None
+    return isinstance(entry, list) and entry[:1] != [None]
+
+
 def cache_home() -> Path:
     """Where unmake keeps files for all projects (the built-in model)."""
     base = os.environ.get("UNMAKE_CACHE") or os.path.join(

@@ -15,10 +15,12 @@ import re
 from . import directives as dirs
 from .errors import DirectiveError, UnmakeError
 from .log import log
-from .specs import Body
+from .specs import MAX_NAME_CHARS, Body, check_name, preview
 from .types import Context, Job, Plan, Planned
 
-ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+# a figure's id is its HTML anchor: lowercase words joined by single hyphens, starting with a
+# letter (HTML 4 ids, and CSS selectors without escapes, cannot start with a digit)
+ID = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
 _HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.+?)[ \t#]*$")
 _SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
 _ATTR_ID = re.compile(r"\{[^}]*#([\w-]+)[^}]*\}\s*$")
@@ -93,11 +95,14 @@ def parse_page(text: str, file: str, ctx: Context) -> list[dirs.Directive]:
         figure_id = getattr(directive.spec, "id", None)
         if figure_id is not None:
             where = body.key_lines.get("id", directive.line)
-            if not ID.match(figure_id):
+            if not ID.match(figure_id) or len(figure_id) > MAX_NAME_CHARS:
+                too_long = (f", at most {MAX_NAME_CHARS} characters"
+                            if len(figure_id) > MAX_NAME_CHARS else "")
                 raise DirectiveError(
-                    f"must be an anchor of lowercase letters, digits and single hyphens "
-                    f"(like 'steps-sweep'), got {figure_id!r}", file=file, line=where,
-                    kind=directive.kind, key="id")
+                    f"must be an anchor of lowercase letters, digits and single hyphens, "
+                    f"starting with a letter (like 'steps-sweep'){too_long}, got "
+                    f"{preview(figure_id)}",
+                    file=file, line=where, kind=directive.kind, key="id")
             headings = heading_anchors(text) if headings is None else headings
             if figure_id in headings:
                 raise DirectiveError(f"'{figure_id}' is also the anchor of a heading on this "
@@ -113,9 +118,14 @@ def _parse_of(body: Body, consumes: tuple[str, ...]) -> tuple[str, ...]:
     value = body.raw("of")
     items = value if isinstance(value, list) else [value]
     if not items or not all(isinstance(i, str) and i for i in items):
-        raise body.error("of", f"must be a figure id or a list of them, got {value!r}")
-    if len(set(items)) != len(items):
-        raise body.error("of", "names a figure twice")
+        raise body.error("of", f"must be a figure id or a list of them, got {preview(value)}")
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        at = f"of[{i}]" if isinstance(value, list) else None
+        check_name(item, lambda m, at=at: body.error("of", m, at=at))
+        if item in seen:
+            raise body.error("of", "names a figure twice", at=at)
+        seen.add(item)
     return tuple(items)
 
 

@@ -16,6 +16,7 @@ alike; `serve` builds into its own temporary folder and is left alone).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -140,10 +141,10 @@ class UnmakePlugin(BasePlugin[_CoreConfig]):
     def make_plan(self, files: Any) -> Plan:
         """Plan every Markdown page of the site (raises PluginError with file:line on bad input)."""
         pages = {}
-        for file in files.documentation_pages():
-            pages[file.src_uri] = (self._shown_page(file),
-                                   Path(file.abs_src_path).read_text("utf-8-sig"))
         try:
+            for file in files.documentation_pages():
+                shown = self._shown_page(file)
+                pages[file.src_uri] = (shown, dirs.read_page(Path(file.abs_src_path), shown))
             return plan_site(pages, self.ctx, force=self.mode == "force")
         except UnmakeError as exc:
             raise PluginError(str(exc)) from None
@@ -216,9 +217,10 @@ class UnmakePlugin(BasePlugin[_CoreConfig]):
             assert self.plan is not None
             if self.building and self.final_site:  # keep the failed build to look at
                 aside = self.ctx.store.root / "failed-site"
-                shutil.rmtree(aside, ignore_errors=True)
-                aside.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(self.building, aside)
+                with self.ctx.store.hold("failed-site"):  # two failing builds, one store
+                    shutil.rmtree(aside, ignore_errors=True)
+                    aside.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(self.building, aside)
                 self.building = None
                 kept += (f"; this build, with a failure box in each failed figure, is in "
                          f"{self._shown(aside)}")
@@ -242,9 +244,11 @@ class UnmakePlugin(BasePlugin[_CoreConfig]):
             return
         final, building = self.final_site, self.building
         old = final.parent / f".{final.name}.unmake-old-{os.getpid()}"
-        if final.exists():
-            os.replace(final, old)
-        os.replace(building, final)
+        # two builds finishing at once: one swap at a time, so each leaves a whole site
+        with self.ctx.store.hold("site-" + hashlib.sha256(str(final).encode()).hexdigest()[:16]):
+            if final.exists():
+                os.replace(final, old)
+            os.replace(building, final)
         shutil.rmtree(old, ignore_errors=True)
         config.site_dir = str(final)
         self.building = None

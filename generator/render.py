@@ -31,6 +31,12 @@ def package_templates() -> Path:
     return Path(str(resources.files("generator.templates")))
 
 
+def withheld(record: dict[str, Any]) -> bool:
+    """Whether a stored image was flagged by the model's safety checker: pages show a box in
+    its place (the black image the pipeline returned stays in the store), `measure` skips it."""
+    return bool((record.get("data", {}).get("safety") or {}).get("flagged"))
+
+
 def common_affixes(texts: Iterable[str]) -> dict[str, str]:
     """Short labels for prompts: each text minus the words all texts share at start and end."""
     texts = list(texts)
@@ -53,6 +59,23 @@ def common_affixes(texts: Iterable[str]) -> dict[str, str]:
     return out
 
 
+# Bidirectional controls reorder the text around them where it is shown: a prompt, caption or
+# dataset row holding U+202E can make a figure read as something its data does not say. Every
+# value a template outputs shows them as visible escapes instead (the Environment's finalize,
+# so no template can forget it).
+BIDI_CONTROLS = ("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+                 "\u2066\u2067\u2068\u2069")
+_BIDI_SHOWN = {ord(c): f"⟨U+{ord(c):04X}⟩" for c in BIDI_CONTROLS}
+
+
+def show_bidi(value: Any) -> Any:
+    """A template's output value with each bidirectional control shown as `⟨U+202E⟩`; safe
+    markup stays safe (the escape adds no markup)."""
+    if isinstance(value, str):  # Markup.translate keeps it Markup
+        return value.translate(_BIDI_SHOWN)
+    return value
+
+
 def double_escape(value: Any) -> Markup:
     """For attributes a script later inserts as HTML (lightbox captions): escape twice."""
     return escape(str(escape(value)))
@@ -69,7 +92,7 @@ class Renderer:
         loaders.append(jinja2.FileSystemLoader(str(package_templates())))
         self.env = jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), autoescape=True,
                                       trim_blocks=True, lstrip_blocks=True,
-                                      undefined=jinja2.StrictUndefined)
+                                      undefined=jinja2.StrictUndefined, finalize=show_bidi)
         self.env.filters["double_escape"] = double_escape
         self.env.filters["thousands"] = lambda n: f"{n:,}" if isinstance(n, int) else n
         self.store = store
@@ -160,6 +183,10 @@ class PageRender:
         record = self.record(job)
         if cell["error"]:
             cell["status"] = "failed"
+        elif record is not None and withheld(record):
+            # withheld by the model's safety checker: its bytes stay in the store, unpublished
+            cell.update(status="withheld", record=record,
+                        parameters=record["data"].get("parameters", ""))
         elif record is not None:
             web, png = self.r.web_image(record)
             art = record["files"]["image"]

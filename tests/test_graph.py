@@ -188,13 +188,13 @@ def test_a_chain_without_a_cycle_plans_upstream_first_in_any_page_order(root: Pa
 
 # -- ids are anchors -----------------------------------------------------------------------------
 @pytest.mark.parametrize("bad", ["Portraits", "fox_grid", "two words", "-lead", "double--dash",
-                                 "café"])
+                                 "café", "2x", "1990s-ads"])
 def test_ids_are_anchors(root: Path, bad: str) -> None:
     page = "# Title\n\n" + generate(prompt="a fox", id=bad)
     where = f"docs/p.md:{line_of(page, 'id:')}"
     assert planning_error(root, {"p.md": page}) == (
         f"{where}: generate: 'id' must be an anchor of lowercase letters, digits and single "
-        f"hyphens (like 'steps-sweep'), got {bad!r}")
+        f"hyphens, starting with a letter (like 'steps-sweep'), got {bad!r}")
 
 
 def test_an_id_may_not_be_a_heading_anchor_of_its_page(root: Path) -> None:

@@ -364,7 +364,7 @@ BAD = {
     "one label": ({"clip": {"gender": ["a man"]}}, "gender:",
                   "'clip.gender' 'labels' must list at least two texts, got ['a man']"),
     "template": ({"clip": {"gender": {"labels": ["a man", "a woman"],
-                                      "template": "a portrait"}}}, "gender:",
+                                      "template": "a portrait"}}}, "template:",
                  "'clip.gender' 'template' must hold '{}' once, where the label goes; got "
                  "'a portrait'"),
     "palette": ({"palette": 50}, "palette:",

@@ -2,6 +2,15 @@
 
 Each image gets its own CPU `torch.Generator`, so its pixels depend on its own inputs only, not on
 which batch it fell into, and the initial noise is the same on every device.
+
+Besides the image, each record states two findings about how the model treated its inputs:
+- `data["truncated"]`, present when a prompt or negative prompt is longer than the text encoder
+  reads: per text, how many tokens were dropped and the words the model never saw, counted with
+  the pipeline's own tokenizer (also logged, with the directive's place);
+- `data["safety"]`, always: `{"checked": true, "flagged": bool}` where the pipeline has a safety
+  checker, `{"checked": false}` where it has none, `{"checked": false, "disabled_by_config":
+  true}` where the config's `safety_checker: false` turned it off. A flagged image is stored as
+  the pipeline returned it (black) and is *withheld*: pages show a box, `measure` skips it.
 """
 
 from __future__ import annotations
@@ -10,10 +19,12 @@ import io
 import itertools
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from .. import a1111
-from ..models import dist_version, tiny_ref
+from ..log import log
+from ..models import dist_version, ships_safety_checker, tiny_ref
 from ..store import Result
 from ..types import Job
 
@@ -43,8 +54,10 @@ def pick_device(requested: str = "auto") -> tuple[str, Any]:
     return "cpu", torch.float32
 
 
-def load_pipeline(job: Job, device: str, dtype: Any) -> Any:
-    """Offline, safetensors-only loading through AutoPipeline (the tiny model included)."""
+def load_pipeline(job: Job, device: str, dtype: Any, safety_checker: bool = True) -> Any:
+    """Offline, safetensors-only loading through AutoPipeline (the tiny model included).
+
+    With `safety_checker=False` a checker the model folder ships is not loaded at all."""
     from diffusers import AutoPipelineForText2Image
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
@@ -58,8 +71,12 @@ def load_pipeline(job: Job, device: str, dtype: Any) -> Any:
         from .tiny import ensure_tiny
 
         path = str(ensure_tiny(tiny_ref(job.run["model"])))
+    extra: dict[str, Any] = {}
+    if not safety_checker and ships_safety_checker(Path(path)):
+        # only then: a pipeline without the component would warn that it ignores the argument
+        extra["safety_checker"] = None
     pipe = AutoPipelineForText2Image.from_pretrained(
-        path, dtype=dtype, local_files_only=True, use_safetensors=True)
+        path, dtype=dtype, local_files_only=True, use_safetensors=True, **extra)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 
@@ -81,8 +98,9 @@ def set_scheduler(pipe: Any, name: str, original: Any) -> str:
     return str(pipe.scheduler.__class__.__name__)
 
 
-def generate_batch(pipe: Any, jobs: list[Job]) -> list[Any]:
-    """One pipeline call for jobs that share a shape; returns PIL images in order."""
+def generate_batch(pipe: Any, jobs: list[Job]) -> tuple[list[Any], list[bool] | None]:
+    """One pipeline call for jobs that share a shape: PIL images in order, and the safety
+    checker's verdict on each (None when the pipeline ran no checker)."""
     import torch
 
     first = jobs[0].inputs
@@ -97,7 +115,76 @@ def generate_batch(pipe: Any, jobs: list[Job]) -> list[Any]:
             height=first["height"],
             generator=generators,
         )
-    return list(out.images)
+    flags = getattr(out, "nsfw_content_detected", None)  # SD pipelines; others have no checker
+    return list(out.images), None if flags is None else [bool(f) for f in flags]
+
+
+# A tokenizer that states a longer limit than this has none in practice (transformers' sentinel
+# for "no limit" is 1e30); text encoders read 77 (CLIP) to 512 (T5) tokens.
+NO_LIMIT = 100_000
+TEXTS = {"prompt": "prompt", "negative": "negative prompt"}
+
+
+def truncation(tokenizer: Any, text: str) -> dict[str, Any] | None:
+    """What a tokenizer drops of `text`, or None when its encoder reads all of it:
+    {"tokens": how many were dropped, "limit": model_max_length, "read": the text tokens read
+    (the limit less the start and end markers), "unseen": the words the model never saw}.
+
+    `unseen` quotes the author's own words, from the first one not read in full to the end
+    (counted word by word: the BPE of CLIP and the like never joins across whitespace); where
+    the counts do not add up that way it falls back to the tokenizer's decoding of the dropped
+    tokens, as diffusers' own warning shows them.
+    """
+    limit = int(getattr(tokenizer, "model_max_length", 0) or 0)
+    if not text.strip() or not 0 < limit < NO_LIMIT:
+        return None
+    room = limit - tokenizer.num_special_tokens_to_add()  # CLIP: 75 of 77 are text
+    tokens = tokenizer.tokenize(text)
+    if len(tokens) <= room:
+        return None
+    words = text.split()
+    counts = [len(tokenizer.tokenize(word)) for word in words]
+    if sum(counts) == len(tokens):
+        cut, read = 0, 0
+        while read + counts[cut] <= room:
+            read += counts[cut]
+            cut += 1
+        unseen = " ".join(words[cut:])
+    else:
+        unseen = tokenizer.decode(tokenizer.convert_tokens_to_ids(tokens[room:])).strip()
+    return {"tokens": len(tokens) - room, "limit": limit, "read": room, "unseen": unseen}
+
+
+def truncations(pipe: Any, inputs: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """For the prompt and the negative prompt, what the pipeline's text encoders never read
+    (data["truncated"]: {"prompt": {...}, "negative": {...}}, only the texts that were cut)."""
+    tokenizers = [t for name in ("tokenizer", "tokenizer_2", "tokenizer_3")
+                  if (t := getattr(pipe, name, None)) is not None]
+    out = {}
+    for field in TEXTS:
+        found = [truncation(tokenizer, inputs[field]) for tokenizer in tokenizers]
+        # unseen is what no encoder reads: SD3's T5 reads 256 tokens beside CLIP's 77
+        if found and all(found):
+            out[field] = min((f for f in found if f), key=lambda f: f["tokens"])
+    return out
+
+
+def log_truncation(job: Job, field: str, found: dict[str, Any]) -> None:
+    """A finding, not an error: one info line naming the directive (so --strict still passes)."""
+    unseen = found["unseen"]
+    shown = unseen if len(unseen) <= 80 else unseen[:79] + "…"
+    log.info("unmake: %s: the text encoder reads %d tokens of a %s; this one has %d more, so the "
+             "model never saw «%s»", ", ".join(job.origins) or job.key[:16], found["read"],
+             TEXTS[field], found["tokens"], shown)
+
+
+def safety_verdict(enabled: bool, flagged: bool | None) -> dict[str, Any]:
+    """data["safety"] of one image (see the module docstring)."""
+    if not enabled:
+        return {"checked": False, "disabled_by_config": True}
+    if flagged is None:
+        return {"checked": False}
+    return {"checked": True, "flagged": flagged}
 
 
 def png_bytes(image: Any, parameters: str) -> bytes:
@@ -114,10 +201,13 @@ def run(jobs: list[Job], options: dict[str, Any]) -> Iterator[tuple[Job, Result 
     """Yield (job, Result) for each image, or (job, exception) for each that failed alone."""
     # 1. Load the model once for all its jobs.
     device, dtype = pick_device(options.get("device", "auto"))
-    pipe = load_pipeline(jobs[0], device, dtype)
+    checker = bool(options.get("safety_checker", True))
+    pipe = load_pipeline(jobs[0], device, dtype, checker)
     original = pipe.scheduler
     env = environment(device, dtype)
     batch_size = max(1, int(options.get("batch_size", 4)))
+    cut: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}  # (prompt, negative) -> cuts
+    logged: set[tuple[str, str, str]] = set()  # (text, field, origins): one line per directive
 
     # 2. Group by everything a pipeline call shares; batch within a group.
     def shape(job: Job) -> tuple[Any, ...]:
@@ -139,25 +229,40 @@ def run(jobs: list[Job], options: dict[str, Any]) -> Iterator[tuple[Job, Result 
             # that only the job that really fails is lost.
             try:
                 t0 = time.perf_counter()
-                images = generate_batch(pipe, batch)
+                images, flags = generate_batch(pipe, batch)
                 each = (time.perf_counter() - t0) / len(batch)
-                done = [(job, image, each) for job, image in zip(batch, images, strict=True)]
+                done = [(job, image, None if flags is None else flags[i], each, len(batch))
+                        for i, (job, image) in enumerate(zip(batch, images, strict=True))]
             except Exception:
                 done = []
                 for job in batch:
                     try:
                         t0 = time.perf_counter()
-                        image = generate_batch(pipe, [job])[0]
-                        done.append((job, image, time.perf_counter() - t0))
+                        (image,), flags = generate_batch(pipe, [job])
+                        done.append((job, image, None if flags is None else flags[0],
+                                     time.perf_counter() - t0, 1))
                     except Exception as exc:
                         yield job, exc
-            # 4. Hand each image back with its A1111 parameters and environment.
-            for job, image, seconds in done:
+            # 4. Hand each image back with its A1111 parameters, what the text encoder never
+            # read, the safety checker's verdict, and the environment (with the batch it was
+            # made in, so that `unmake verify --replay` can make it again the same way).
+            for job, image, flagged, seconds, made_with in done:
                 params = a1111.parameters(
                     job.inputs, model=job.run["model"], scheduler_class=scheduler,
                     scheduler_config=scheduler_config,
                     weights_sha256=job.run.get("weights_sha256"))
+                data: dict[str, Any] = {"parameters": params, "scheduler": scheduler,
+                                        "safety": safety_verdict(checker, flagged)}
+                texts = (job.inputs["prompt"], job.inputs["negative"])
+                if texts not in cut:
+                    cut[texts] = truncations(pipe, job.inputs)
+                if cut[texts]:
+                    data["truncated"] = cut[texts]
+                for field, found in cut[texts].items():
+                    seen = (job.inputs[field], field, ",".join(job.origins))
+                    if seen not in logged:
+                        logged.add(seen)
+                        log_truncation(job, field, found)
                 yield job, Result(
-                    data={"parameters": params, "scheduler": scheduler},
-                    files={"image": (png_bytes(image, params), "png")},
-                    env=env, seconds=seconds)
+                    data=data, files={"image": (png_bytes(image, params), "png")},
+                    env={**env, "batch": made_with}, seconds=seconds)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError, UnmakeError
+from ..specs import is_text, preview
 from .domains import extractor
 
 LAION_COLUMNS = ("URL", "TEXT", "WIDTH", "HEIGHT", "similarity", "punsafe", "pwatermark",
@@ -101,7 +103,7 @@ def parse_conditions(mapping: Any, error: Callable[[str | None, str], Exception]
     """Typed conditions from a YAML mapping; `error(key, message)` makes the exception to raise."""
     if not isinstance(mapping, dict):
         raise error(None, f"must be a mapping of conditions ({', '.join(CONDITION_FIELDS)}), "
-                          f"got {mapping!r}")
+                          f"got {preview(mapping)}")
     out: list[Condition] = []
     for name, value in mapping.items():
         if name in skip:
@@ -118,17 +120,17 @@ def parse_condition(name: str, value: Any, error: Callable[[str], Exception]) ->
         raise error(f"is not a known condition (known: {', '.join(CONDITION_FIELDS)})")
     if name in ("language", "domain"):
         items = value if isinstance(value, list) else [value]
-        if not items or any(isinstance(v, bool | dict | list) or v is None for v in items):
-            raise error(f"must be text or a list of text, got {value!r}")
+        if not items or not all(is_text(v) for v in items):
+            raise error(f"must be text or a list of text, got {preview(value)}")
         texts = tuple(sorted({str(v).strip().lower() for v in items}))
         if name == "domain":
             for d in texts:
                 if "://" in d or "/" in d or not _DOMAIN.match(d):
                     raise error(f"must be a domain like shutterstock.com (no scheme, no path), "
-                                f"got {d!r}")
+                                f"got {preview(d)}")
                 ext = extractor()(d)
                 if ext.suffix and not ext.domain:
-                    raise error(f"{d!r} is a public suffix, not a registered domain; give a "
+                    raise error(f"{preview(d)} is a public suffix, not a registered domain; give a "
                                 "domain like example.co.uk")
         return [Condition(name, "in", texts)]
     items = value if isinstance(value, list) else [value]
@@ -138,12 +140,14 @@ def parse_condition(name: str, value: Any, error: Callable[[str], Exception]) ->
     for item in items:
         if isinstance(item, bool) or not isinstance(item, int | float | str):
             raise error(f"must be a comparison like \"> 5\" or \">= 512\" (or a list of them), "
-                        f"got {item!r}")
+                        f"got {preview(item)}")
         match = _COMPARISON.match(str(item))
         if not match:
             raise error(f"must be a comparison like \"> 5\" or \">= 512\" (operators: "
-                        f"{' '.join(OPS)}), got {item!r}")
+                        f"{' '.join(OPS)}), got {preview(item)}")
         op, number = match.group(1) or "=", float(match.group(2))
+        if not math.isfinite(number):  # "> 1e999" reads as infinity
+            raise error(f"must compare with a finite number, got {preview(item)}")
         if name in PROBABILITIES and not 0.0 <= number <= 1.0:
             raise error(f"is a probability: compare it with a number in 0–1, got {number:g}")
         out.append(Condition(name, "=" if op == "==" else op, number))

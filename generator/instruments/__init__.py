@@ -82,6 +82,32 @@ for _name in _MODULES:
     INSTRUMENTS[_instrument.name] = _instrument
 
 
+def without_withheld(groups: list[Group], results: Results
+                     ) -> tuple[list[Group], dict[str, Any]]:
+    """The groups less the images the model's safety checker withheld, and how many there were:
+    {"total": n, "by_group": {label: n}}, for the figure to say (which groups the checker
+    withholds from is itself a finding). A withheld image is the black square the pipeline put
+    in its place: measuring it would measure the checker, not the model."""
+    from ..render import withheld
+    from ..types import Job
+
+    kept: list[Group] = []
+    by_group: dict[str, int] = {}
+    held: set[str] = set()
+    for group in groups:
+        mine = []
+        for key in group.images:
+            # a record is found by its job's key: here the upstream image's
+            record = results.record(Job("generate.image", {}, key=key))
+            if record is not None and withheld(record):
+                by_group[group.label] = by_group.get(group.label, 0) + 1
+                held.add(key)
+            else:
+                mine.append(key)
+        kept.append(Group(group.label, mine))
+    return kept, {"total": len(held), "by_group": by_group}
+
+
 def image_job(kind: str, settings: dict[str, Any], image: Job, version: int) -> Job:
     """A torch-free per-image job (palette, faces): keyed by the image and the settings."""
     from ..types import Job

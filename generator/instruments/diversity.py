@@ -100,6 +100,7 @@ MAX_CLUSTERS = 12
 
 
 def parse(body: Any, ctx: Any) -> Any:
+    from ..specs import preview
     from .zeroshot import clip_model
 
     value = body.raw("diversity", None)
@@ -107,17 +108,17 @@ def parse(body: Any, ctx: Any) -> Any:
         return None
     clusters = None
     if isinstance(value, dict):
-        unknown = set(value) - {"clusters"}
+        unknown = sorted(str(k) for k in value if k != "clusters")
         if unknown:
-            raise body.error(f"diversity.{sorted(unknown)[0]}", "is not a known key (known: "
+            raise body.error(f"diversity.{unknown[0]}", "is not a known key (known: "
                              "clusters)")
         clusters = value.get("clusters")
         if isinstance(clusters, bool) or not isinstance(clusters, int) \
                 or not 2 <= clusters <= MAX_CLUSTERS:
             raise body.error("diversity.clusters", f"must be a number from 2 to "
-                             f"{MAX_CLUSTERS}, got {clusters!r}")
+                             f"{MAX_CLUSTERS}, got {preview(clusters)}")
     elif value is not True:
-        raise body.error("diversity", f"must be true or {{clusters: N}}, got {value!r}")
+        raise body.error("diversity", f"must be true or {{clusters: N}}, got {preview(value)}")
     return {"model": clip_model(body, ctx), "clusters": clusters}
 
 
@@ -129,6 +130,9 @@ def jobs(settings: Any, image: Any, ctx: Any) -> list[Any]:
 
 def summarise(settings: Any, groups: list[Any], by_image: dict[str, list[Any]],
               results: Any) -> dict[str, Any]:
+    from . import without_withheld
+
+    groups, held = without_withheld(groups, results)  # the checker's black squares are alike
     # 1. Every image's stored embedding (numpy only: a frozen build needs no torch).
     rows: list[Float] = []
     owners: list[tuple[str, str]] = []  # (group label, image key) of each row
@@ -157,7 +161,7 @@ def summarise(settings: Any, groups: list[Any], by_image: dict[str, list[Any]],
                                                    for c in found]} for g in groups],
         }
     return {"model": settings["model"].name, "fingerprint": settings["model"].fingerprint,
-            "rows": table, "clusters": clusters, **results.problems()}
+            "rows": table, "clusters": clusters, "withheld": held, **results.problems()}
 
 
 def describe(job: Any) -> tuple[str, str]:

@@ -166,11 +166,13 @@ VERSION = 1  # bump when the same image would give other boxes or tones
 
 
 def parse(body: Any, ctx: Any) -> Any:
+    from ..specs import preview
+
     value = body.raw("faces", None)
     if value is None or value is False:
         return None
     if value is not True:
-        raise body.error("faces", f"must be true or false, got {value!r}")
+        raise body.error("faces", f"must be true or false, got {preview(value)}")
     from importlib import metadata
 
     try:  # the detector's release is an input: another cascade may find other faces
@@ -198,6 +200,9 @@ def run(jobs: list[Any], options: dict[str, Any]) -> Any:
 
 def summarise(settings: Any, groups: list[Any], by_image: dict[str, list[Any]],
               results: Any) -> dict[str, Any]:
+    from . import without_withheld
+
+    groups, held = without_withheld(groups, results)
     rows = []
     for group in groups:
         found = results.gather(group.images, by_image, lambda j: j.type == "measure.faces")
@@ -212,7 +217,8 @@ def summarise(settings: Any, groups: list[Any], by_image: dict[str, list[Any]],
         rows.append({"group": group.label, "n": n, "with_face": with_face,
                      "faces": len(tones), "monk": monk_counts, "ita": median,
                      "category": ita_category(median) if median is not None else None})
-    return {"rows": rows, "swatches": MONK, "opencv": settings["opencv"], **results.problems()}
+    return {"rows": rows, "swatches": MONK, "opencv": settings["opencv"], "withheld": held,
+            **results.problems()}
 
 
 def describe(job: Any) -> tuple[str, str]:

@@ -180,6 +180,8 @@ MAX_K = 12
 
 
 def parse(body: Any, ctx: Any) -> Any:
+    from ..specs import preview
+
     value = body.raw("palette", None)
     if value is None or value is False:
         return None
@@ -187,7 +189,7 @@ def parse(body: Any, ctx: Any) -> Any:
         value = 5
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_K:
         raise body.error("palette", f"must be a number of colours from 1 to {MAX_K} (or true "
-                         f"for 5), got {value!r}")
+                         f"for 5), got {preview(value)}")
     return {"k": value}
 
 
@@ -208,6 +210,9 @@ def run(jobs: list[Any], options: dict[str, Any]) -> Any:
 
 def summarise(settings: Any, groups: list[Any], by_image: dict[str, list[Any]],
               results: Any) -> dict[str, Any]:
+    from . import without_withheld
+
+    groups, held = without_withheld(groups, results)
     rows = []
     for group in groups:
         found = results.gather(group.images, by_image, lambda j: j.type == "measure.palette")
@@ -215,7 +220,7 @@ def summarise(settings: Any, groups: list[Any], by_image: dict[str, list[Any]],
         summary = group_palette(palettes, settings["k"]) if palettes else None
         rows.append({"group": group.label, "n": len(palettes), "palette": summary})
     return {"k": settings["k"], "rows": rows, "hue_bins": HUE_BINS, "chroma_min": CHROMA_MIN,
-            **results.problems()}
+            "withheld": held, **results.problems()}
 
 
 def describe(job: Any) -> tuple[str, str]:

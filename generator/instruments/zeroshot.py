@@ -21,7 +21,7 @@ import numpy as np
 
 from ..clipmodels import ClipRef, for_context
 from ..errors import ModelNotFound
-from ..specs import Body
+from ..specs import Body, preview, shown_list
 from ..stats import wilson
 from ..types import Context, Job
 from . import Group, Instrument, Results
@@ -30,12 +30,13 @@ from .vectors import decode_vector, probabilities
 VERSION = 2  # bump when the same inputs would give other numbers or another record shape
 DEFAULT_TEMPLATE = "a photo of {}"
 MAX_LABELS = 50
+MAX_LABEL_CHARS = 300  # a label or template; CLIP reads 77 tokens of the prompt they make
 
 
 def clip_model(body: Body, ctx: Context) -> ClipRef:
     """The CLIP model a directive's `clip:` and `diversity:` use (`clip_model:`, default
     'default', which is the built-in tiny-clip unless the config says otherwise)."""
-    name = body.take_str("clip_model", "default")
+    name = body.take_name("clip_model", "default")
     try:
         return for_context(ctx).resolve(name)
     except ModelNotFound as exc:
@@ -62,25 +63,40 @@ def parse(body: Body, ctx: Context) -> Any:
         def error(message: str, key: str = key) -> Exception:
             return body.error(key, message)
 
+        # a bare list is the labels; in a mapping, errors point at `labels:` or `template:`
+        labels_at = f"{key}.labels" if isinstance(entry, dict) else key
         if isinstance(entry, list):
             entry = {"labels": entry}
         if not isinstance(entry, dict):
             raise error("must be a list of labels or {labels: [...], template: '... {} ...'}")
-        unknown = set(entry) - {"labels", "template"}
+        unknown = sorted(str(k) for k in entry if k not in ("labels", "template"))
         if unknown:
-            raise error(f"has unknown key '{sorted(unknown)[0]}' (known: labels, template)")
+            raise body.error(key, f"has unknown key {preview(unknown[0])} (known: labels, "
+                             "template)", at=f"{key}.{unknown[0]}")
         labels = entry.get("labels")
         if not isinstance(labels, list) or len(labels) < 2 or not all(
                 isinstance(x, str) and x.strip() for x in labels):
-            raise error(f"'labels' must list at least two texts, got {labels!r}")
+            raise body.error(key, f"'labels' must list at least two texts, got "
+                             f"{preview(labels)}", at=labels_at)
         if len(labels) > MAX_LABELS:
-            raise error(f"lists {len(labels)} labels; at most {MAX_LABELS}")
-        if len(set(labels)) != len(labels):
-            raise error("lists a label twice")
+            raise body.error(key, f"lists {len(labels)} labels; at most {MAX_LABELS}",
+                             at=labels_at)
+        for i, label in enumerate(labels):
+            if any(c < " " or "\x7f" <= c <= "\x9f" for c in label):
+                raise body.error(key, f"has a label with a control character: {preview(label)}",
+                                 at=f"{labels_at}[{i}]")
+            if len(label) > MAX_LABEL_CHARS:
+                raise body.error(key, f"has a label of {len(label)} characters; at most "
+                                 f"{MAX_LABEL_CHARS}: {preview(label)}", at=f"{labels_at}[{i}]")
+            if label in labels[:i]:
+                raise body.error(key, "lists a label twice", at=f"{labels_at}[{i}]")
         template = entry.get("template", DEFAULT_TEMPLATE)
         if not isinstance(template, str) or template.count("{}") != 1:
-            raise error(f"'template' must hold '{{}}' once, where the label goes; got "
-                        f"{template!r}")
+            raise body.error(key, f"'template' must hold '{{}}' once, where the label goes; "
+                             f"got {preview(template)}", at=f"{key}.template")
+        if len(template) > MAX_LABEL_CHARS:
+            raise body.error(key, f"'template' is {len(template)} characters long; at most "
+                             f"{MAX_LABEL_CHARS}: {preview(template)}", at=f"{key}.template")
         sets.append({"name": str(name), "labels": list(labels), "template": template})
     return {"model": clip_model(body, ctx), "sets": sets, **_reference(body, sets)}
 
@@ -102,14 +118,16 @@ def _reference(body: Body, sets: list[dict[str, Any]]) -> dict[str, Any]:
         key = f"reference.{group}"
         if not isinstance(shares, dict) or not shares:
             raise body.error(key, f"must map labels to shares, e.g. {{a woman: 0.38}}; got "
-                             f"{shares!r}")
+                             f"{preview(shares)}")
         for label, share in shares.items():
             if label not in labels:
                 raise body.error(f"{key}.{label}", f"is not a label of any set under 'clip:' "
-                                 f"(labels: {', '.join(sorted(labels))})")
+                                 f"(labels: {shown_list(sorted(labels))})")
+            # NaN fails both comparisons, infinity the second: neither is a share
             if isinstance(share, bool) or not isinstance(share, int | float) \
                     or not 0 <= share <= 1:
-                raise body.error(f"{key}.{label}", f"must be a share from 0 to 1, got {share!r}")
+                raise body.error(f"{key}.{label}", f"must be a share from 0 to 1, got "
+                                 f"{preview(share)}")
         out[str(group)] = {str(k): float(v) for k, v in shares.items()}
     return {"reference": out, "source": source}
 
@@ -119,7 +137,7 @@ def check_groups(settings: Any, groups: list[str]) -> tuple[str, str] | None:
     for group in settings["reference"]:
         if group not in groups:
             return (f"reference.{group}", f"names no group of the figure (groups: "
-                    f"{', '.join(groups)})")
+                    f"{shown_list(groups)})")
     return None
 
 
@@ -137,7 +155,10 @@ def jobs(settings: Any, image: Job, ctx: Context) -> list[Job]:
 
 def summarise(settings: Any, groups: list[Group], by_image: dict[str, list[Job]],
               results: Results) -> dict[str, Any]:
+    from . import without_withheld  # defined after the registry that imports this module
+
     ref: ClipRef = settings["model"]
+    groups, held = without_withheld(groups, results)
     tables = []
     for label_set in settings["sets"]:
         rows = []
@@ -173,7 +194,7 @@ def summarise(settings: Any, groups: list[Group], by_image: dict[str, list[Job]]
                        "prompts": [label_set["template"].replace("{}", x)
                                    for x in label_set["labels"]]})
     return {"model": ref.name, "fingerprint": ref.fingerprint, "tables": tables,
-            "source": settings["source"]}
+            "source": settings["source"], "withheld": held}
 
 
 def describe(job: Job) -> tuple[str, str]:

@@ -38,7 +38,7 @@ from .. import datasets as ds
 from ..errors import DirectiveError
 from ..keys import canonical_json
 from ..render import ASSETS, PageRender
-from ..specs import Body, check_int
+from ..specs import Body, check_int, is_text, preview
 from ..types import Context, Job, Kind, Planned, Setting
 
 FACET_TITLES = {"domain": "web domain", "language": "language", "aesthetic": "aesthetic score",
@@ -47,6 +47,7 @@ FACET_COLUMNS = {"domain": ("URL",), "language": ("LANGUAGE",), "aesthetic": ("a
                  "size": ("WIDTH", "HEIGHT")}
 SAMPLE_KEYS = ("n", "seed", "layout", "with_images", "include_unsafe")
 LABEL_CHARS = 32  # longest bar label in a chart; the full text is in its tooltip
+MAX_TERM_CHARS = 200  # a search term is a word or a phrase, not a paragraph
 
 
 @dataclass(frozen=True)
@@ -77,18 +78,24 @@ class DatasetSpec:
 
 
 def _terms(value: Any, error: Any) -> list[str]:
+    """`error(message, i)` makes the exception about item i (None: the whole value)."""
     items = value if isinstance(value, list) else [value]
+    at = (lambda i: i) if isinstance(value, list) else (lambda i: None)
     out = []
-    for item in items:
-        if isinstance(item, bool) or not isinstance(item, str | int | float):
-            raise error(f"must be a word or phrase, or a list of them; got {item!r}")
+    for i, item in enumerate(items):
+        if not is_text(item):
+            raise error(f"must be a word or phrase, or a list of them; got {preview(item)}",
+                        at(i))
         term = " ".join(str(item).lower().split())
         if not re.search(r"\w", term):
-            raise error(f"needs at least one letter or digit, got {item!r}")
+            raise error(f"needs at least one letter or digit, got {preview(item)}", at(i))
+        if len(term) > MAX_TERM_CHARS:
+            raise error(f"is a search term of {len(term)} characters; at most "
+                        f"{MAX_TERM_CHARS}: {preview(item)}", at(i))
         if term not in out:
             out.append(term)
     if not out:
-        raise error("must not be an empty list")
+        raise error("must not be an empty list", None)
     return sorted(out)
 
 
@@ -102,11 +109,13 @@ def parse_search(body: Body) -> dict[str, Any] | None:
         for key, terms in value.items():
             if key not in search:
                 raise body.error(f"search.{key}", "is not a known key (known: all, any, none)")
-            search[key] = _terms(terms, lambda m, k=key: body.error(f"search.{k}", m))
+            search[key] = _terms(terms, lambda m, i, k=key: body.error(
+                f"search.{k}", m, at=None if i is None else f"search.{k}[{i}]"))
         if not search["all"] and not search["any"]:
             raise body.error("search", "needs 'all:' or 'any:' terms, not only 'none:'")
     else:
-        search["any"] = _terms(value, lambda m: body.error("search", m))
+        search["any"] = _terms(value, lambda m, i: body.error(
+            "search", m, at=None if i is None else f"search[{i}]"))
     search["match"] = body.take_str("match", "words", choices=("words", "substring"))
     return search
 
@@ -122,7 +131,7 @@ def _need(dataset: ds.Dataset, body: Body, key: str, columns: tuple[str, ...],
 
 def parse(body: Body, ctx: Context) -> DatasetSpec:
     # 1. The dataset: declared, found (or remembered, in a frozen build), readable.
-    alias = body.take_str("dataset")
+    alias = body.take_name("dataset")
     registry = ds.for_context(ctx)
     try:
         dataset = registry.get(alias)
@@ -152,7 +161,7 @@ def parse(body: Body, ctx: Context) -> DatasetSpec:
     lens = None
     if body.has("lens"):
         try:
-            lens = registry.chain(body.take_str("lens"))
+            lens = registry.chain(body.take_name("lens"))
         except ds.DatasetError as exc:
             raise body.error("lens", str(exc)) from None
         for i, stage in enumerate(lens.stages, 1):
@@ -171,9 +180,9 @@ def _parse_facets(body: Body) -> tuple[tuple[str, ...], int]:
         return (), 10
     top = 10
     if isinstance(value, dict):
-        unknown = set(value) - {"by", "top"}
+        unknown = sorted(str(k) for k in value if k not in ("by", "top"))
         if unknown:
-            raise body.error(f"facets.{sorted(unknown)[0]}", "is not a known key (known: by, top)")
+            raise body.error(f"facets.{unknown[0]}", "is not a known key (known: by, top)")
         if "top" in value:
             top = check_int(value["top"], 1, 100, lambda m: body.error("facets.top", m))
         value = value.get("by")
@@ -184,11 +193,13 @@ def _parse_facets(body: Body) -> tuple[tuple[str, ...], int]:
     if value is None or not items:
         raise body.error(key, f"must list facets ({', '.join(ds.FACETS)})")
     out: list[str] = []
-    for item in items:
+    for i, item in enumerate(items):
+        at = f"{key}[{i}]" if isinstance(value, list) else None
         if item not in ds.FACETS:
-            raise body.error(key, f"must list facets from {', '.join(ds.FACETS)}; got {item!r}")
+            raise body.error(key, f"must list facets from {', '.join(ds.FACETS)}; got "
+                             f"{preview(item)}", at=at)
         if item in out:
-            raise body.error(key, f"lists '{item}' twice")
+            raise body.error(key, f"lists '{item}' twice", at=at)
         out.append(item)
     return tuple(out), top
 
@@ -199,9 +210,9 @@ def _parse_cooccurrence(body: Body) -> dict[str, int] | None:
         return None
     top, max_rows = 20, 100_000
     if isinstance(value, dict):
-        unknown = set(value) - {"top", "max_rows"}
+        unknown = sorted(str(k) for k in value if k not in ("top", "max_rows"))
         if unknown:
-            raise body.error(f"cooccurrence.{sorted(unknown)[0]}",
+            raise body.error(f"cooccurrence.{unknown[0]}",
                              "is not a known key (known: top, max_rows)")
         top = check_int(value.get("top", top), 1, 200,
                         lambda m: body.error("cooccurrence.top", m))
@@ -224,17 +235,17 @@ def _parse_sample(body: Body, dataset: ds.Dataset) -> tuple[dict[str, Any] | Non
         if key not in SAMPLE_KEYS:
             raise body.error(f"sample.{key}", f"is not a known key (known: "
                              f"{', '.join(SAMPLE_KEYS)})")
-    n_key = "sample.n" if "sample.n" in body.key_lines else "sample"
+    n_key = "sample.n" if "sample.n" in body.key_lines else "sample"  # `sample: 12` names n
     n = check_int(value.get("n", 12), 1, 500, lambda m: body.error(n_key, m))
     seed = check_int(value.get("seed", 0), 0, 2**31 - 1, lambda m: body.error("sample.seed", m))
     layout = value.get("layout", layout)
     if layout not in ("grid", "table"):
-        raise body.error("sample.layout", f"must be one of grid, table; got {layout!r}")
+        raise body.error("sample.layout", f"must be one of grid, table; got {preview(layout)}")
     flags = {}
     for key in ("with_images", "include_unsafe"):
         flag = value.get(key, False)
         if not isinstance(flag, bool):
-            raise body.error(f"sample.{key}", f"must be true or false, got {flag!r}")
+            raise body.error(f"sample.{key}", f"must be true or false, got {preview(flag)}")
         flags[key] = flag
     if flags["with_images"]:
         if not dataset.config.images:

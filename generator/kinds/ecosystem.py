@@ -21,7 +21,7 @@ from typing import Any
 from ..errors import ModelNotFound
 from ..modelfacts import READER_VERSION
 from ..render import PageRender
-from ..specs import Body
+from ..specs import Body, check_name, preview
 from ..types import Context, Job, Kind, Planned
 
 # every fact the table can show, in its default order; `facts:` picks and orders a subset
@@ -84,29 +84,31 @@ def parse(body: Body, ctx: Context) -> EcosystemSpec:
         raise body.error("models", "give either model or models, not both")
     key = "models" if body.has("models") else "model"
     if key == "model":
-        names = (body.take_str("model", "default"),)
+        names = (body.take_name("model", "default"),)
     else:
         names = body.take_str_list("models")
         if len(names) > MAX_MODELS:
             raise body.error(key, f"lists {len(names)} models; at most {MAX_MODELS} side by side")
     columns: list[Column] = []
-    for name in names:
+    for i, name in enumerate(names):
+        at = f"models[{i}]" if key == "models" else None
+        check_name(name, lambda m, at=at: body.error(key, m, at=at))
         if name in (c.alias for c in columns):
-            raise body.error(key, f"lists {name!r} twice")
+            raise body.error(key, f"lists {preview(name)} twice", at=at)
         try:
             model = ctx.resolver.resolve(name)
         except ModelNotFound as exc:
-            raise body.error(key, str(exc)) from None
+            raise body.error(key, str(exc), at=at) from None
         columns.append(Column(name, model.shown(ctx.root), model.source, model.fingerprint))
     facts = body.take_str_list("facts", FACTS)
-    for fact in facts:
+    for i, fact in enumerate(facts):
         if fact not in FACTS:
             near = difflib.get_close_matches(fact, FACTS, n=1)
             hint = f"; did you mean '{near[0]}'?" if near else ""
-            raise body.error("facts", f"has unknown fact {fact!r} (known: {', '.join(FACTS)})"
-                             f"{hint}")
-    if len(set(facts)) != len(facts):
-        raise body.error("facts", "lists a fact twice")
+            raise body.error("facts", f"has unknown fact {preview(fact)} (known: "
+                             f"{', '.join(FACTS)}){hint}", at=f"facts[{i}]")
+        if fact in facts[:i]:
+            raise body.error("facts", "lists a fact twice", at=f"facts[{i}]")
     return EcosystemSpec(id=body.take_str("id", None), models=tuple(columns), facts=facts,
                          caption=body.take_str("caption", None))
 

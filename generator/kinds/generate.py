@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 from ..errors import ModelNotFound
+from ..models import ships_safety_checker
 from ..render import PageRender, common_affixes
-from ..specs import Body, check_float, check_int
+from ..specs import Body, check_float, check_int, check_name, is_text, one_line, preview
 from ..store import Memo
-from ..types import Context, Job, Kind, Output, Planned
+from ..types import Context, Job, Kind, Output, Planned, Setting
 
 SCHEDULERS = ("default", "ddim", "pndm", "euler", "euler_a", "dpmpp_2m", "lms", "unipc", "heun")
 # what each parameter accepts, for the directive and for each value of a sweep
 SWEEPABLE = ("model", "steps", "guidance", "size", "width", "height", "scheduler", "negative")
 AXES = ("prompt", "seed", *SWEEPABLE)
-MAX_IMAGES = 4096
+MAX_IMAGES = 4096  # per directive: prompts x seeds x swept values
+MAX_PROMPT_CHARS = 2000  # per prompt, template or negative; CLIP reads the first 77 tokens
+MAX_SEED = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -38,51 +45,202 @@ class GenerateSpec:
         return [(name, values) for name, values in axes if len(values) > 1]
 
 
-def expand_prompts(templates: tuple[str, ...], error: Any,
+def expand_prompts(templates: tuple[str, ...], error: Callable[..., Exception],
                    memo: Memo | None = None) -> tuple[str, ...]:
     """`{a|b}` variants expanded combinatorially (dynamicprompts), in order, duplicates dropped.
 
-    Expansions are remembered in `memo` (kept in the store between builds): parsing a template
-    costs milliseconds, which is most of a no-op rebuild of a large site.
-    """
-    out: list[str] = []
-    for template in templates:
-        prompts = memo.get(template) if memo is not None else None
-        if prompts is None:
-            from dynamicprompts.generators import CombinatorialPromptGenerator
+    Each template's prompts are counted from its parse tree before any is made (duplicates
+    included), so a template that spells a million is refused with that number, in
+    milliseconds; a list of templates may spell MAX_IMAGES in all. Expansions are remembered
+    in `memo` (kept in the store between builds): parsing a template costs milliseconds, which
+    is most of a no-op rebuild of a large site.
 
-            try:
-                prompts = list(CombinatorialPromptGenerator().generate(
-                    template, max_prompts=MAX_IMAGES + 1))
-            except Exception as exc:  # pyparsing and wildcard errors alike
-                raise error(f"is not a valid prompt template ({exc.__class__.__name__}: "
-                            f"{exc})") from None
+    `error(message, i)` makes the exception for template i (None: for all of them).
+    """
+    out: dict[str, None] = {}
+    spelled = 0
+    for i, template in enumerate(templates):
+        if len(template) > MAX_PROMPT_CHARS:
+            raise error(f"is {len(template)} characters long; at most {MAX_PROMPT_CHARS} "
+                        f"per prompt: {preview(template)}", i)
+        prompts = memo.get(template) if memo is not None else None
+        if not isinstance(prompts, list) or len(prompts) > MAX_IMAGES:  # a memo of old code
+            prompts = _expand(template, functools.partial(error, i=i))
             if memo is not None:
                 memo.remember(template, prompts)
-        out += [p for p in prompts if p not in out]
+        spelled += len(prompts)
+        if spelled > MAX_IMAGES:
+            rest = sum(_spelled(t) for t in templates[i + 1:])
+            raise error(f"spells {many(spelled + rest)} prompts; at most {MAX_IMAGES} per "
+                        f"directive", None)
+        for prompt in prompts:
+            if len(prompt) > MAX_PROMPT_CHARS:
+                raise error(f"makes a prompt of {len(prompt)} characters; at most "
+                            f"{MAX_PROMPT_CHARS} per prompt: {preview(prompt)}", i)
+        out.update(dict.fromkeys(prompts))
     return tuple(out)
 
 
-def parse_seeds(value: Any, error: Any) -> tuple[int, ...]:
-    """A count (4 -> 0..3), a list ([1, 7, 42]) or a range ('100-107')."""
+def _expand(template: str, error: Callable[[str], Exception]) -> list[str]:
+    """Every prompt of one template, after counting them from its parse tree."""
+    if not template.strip():
+        raise error("must not be empty text")
+    from dynamicprompts.parser.parse import parse
+
+    try:
+        tree = parse(template)
+    except Exception as exc:  # pyparsing errors, and RecursionError on braces nested deeply
+        raise error(f"is not a valid prompt template ({exc.__class__.__name__}: "
+                    f"{one_line(str(exc), 200)})") from None
+    try:
+        count = count_prompts(tree)
+    except _Wildcard as exc:
+        raise error(f"uses the wildcard {preview(str(exc))}, but unmake reads no wildcard "
+                    "files; write its options out, like {a|b|c}") from None
+    except RecursionError:
+        raise error("is not a valid prompt template (its { } nest too deeply)") from None
+    if count is not None and count > MAX_IMAGES:
+        raise error(f"spells {many(count)} prompts; at most {MAX_IMAGES} per directive")
+    from dynamicprompts.generators import CombinatorialPromptGenerator
+
+    try:
+        prompts = list(CombinatorialPromptGenerator().generate(template,
+                                                              max_prompts=MAX_IMAGES + 1))
+    except Exception as exc:  # an undefined ${variable}, and the like
+        raise error(f"is not a valid prompt template ({exc.__class__.__name__}: "
+                    f"{one_line(str(exc), 200)})") from None
+    if len(prompts) > MAX_IMAGES:  # a construct count_prompts cannot count
+        raise error(f"spells more than {MAX_IMAGES} prompts; at most {MAX_IMAGES} per "
+                    "directive")
+    prompts = list(dict.fromkeys(prompts))
+    if not prompts or prompts == [""]:
+        raise error("makes no prompt (each variant of a {2$$a|b} choice must differ)"
+                    if not prompts else "makes only an empty prompt")
+    return prompts
+
+
+def _spelled(template: str) -> int:
+    """The prompts a later template spells, for a message (1 where it cannot be counted)."""
+    from dynamicprompts.parser.parse import parse
+
+    try:
+        return count_prompts(parse(template)) or 1
+    except Exception:  # it will be reported on its own once the others fit
+        return 1
+
+
+class _Wildcard(Exception):
+    """A `__name__` wildcard: dynamicprompts would repeat its name forever, as its value."""
+
+
+# Counts above this are not worth their digits (a template can spell 10^40,000 prompts in
+# 2,000 characters): arithmetic stops there, and the message says "more than" it.
+COUNT_CAP = 10**18
+
+
+def count_prompts(tree: Any) -> int | None:
+    """How many prompts a template's parse tree spells (before duplicates are dropped), up to
+    COUNT_CAP + 1: a sequence multiplies, a choice {a|b} adds, {2$$a|b|c} counts ordered picks
+    of distinct options (as dynamicprompts makes them), a random {~a|b} is one. None when the
+    tree holds a construct this does not count."""
+    return _count(tree, {})
+
+
+def many(count: int) -> str:
+    """A count as a message states it: exact, or "more than 10^18" past COUNT_CAP."""
+    return str(count) if count <= COUNT_CAP else "more than 10^18"
+
+
+def _count(command: Any, variables: dict[str, Any]) -> int | None:
+    from dynamicprompts.commands import (
+        LiteralCommand,
+        SequenceCommand,
+        VariantCommand,
+        WildcardCommand,
+    )
+    from dynamicprompts.commands.variable_commands import (
+        VariableAccessCommand,
+        VariableAssignmentCommand,
+    )
+    from dynamicprompts.commands.wrap_command import WrapCommand
+
+    method = getattr(command, "sampling_method", None)
+    if method is not None and method.is_nonfinite():  # one value per prompt, drawn anew
+        return 1
+    if isinstance(command, LiteralCommand):
+        return 1
+    if isinstance(command, WildcardCommand):
+        raise _Wildcard(f"__{command.wildcard}__" if isinstance(command.wildcard, str)
+                        else "__…__")
+    if isinstance(command, SequenceCommand):
+        scope = dict(variables)
+        total: int | None = 1
+        for token in command.tokens:
+            if isinstance(token, VariableAssignmentCommand):
+                if token.overwrite or token.name not in scope:
+                    scope[token.name] = LiteralCommand("") if token.immediate else token.value
+                continue
+            n = _count(token, scope)
+            total = None if total is None or n is None else min(total * n, COUNT_CAP + 1)
+        return total
+    if isinstance(command, VariantCommand):
+        counted = [_count(option.value, variables) for option in command.variants]
+        counts = [n for n in counted if n is not None]
+        if len(counts) < len(counted):
+            return None
+        lo, hi = min(command.min_bound, len(counts)), min(command.max_bound, len(counts))
+        # e[k]: the sum over k distinct options of the product of their counts; each such pick
+        # comes in k! orders
+        e = [1] + [0] * hi
+        for n in counts:
+            for k in range(hi, 0, -1):
+                e[k] = min(e[k] + e[k - 1] * n, COUNT_CAP + 1)
+        total = 0
+        for k in range(lo, hi + 1):
+            total = min(total + math.factorial(min(k, 20)) * e[k], COUNT_CAP + 1)  # 20! > cap
+        return total
+    if isinstance(command, WrapCommand):
+        wrapper, inner = _count(command.wrapper, variables), _count(command.inner, variables)
+        return None if wrapper is None or inner is None else min(wrapper * inner,
+                                                                  COUNT_CAP + 1)
+    if isinstance(command, VariableAccessCommand):
+        value = variables.get(command.name, command.default)
+        return 1 if value is None else _count(value, variables)
+    return None
+
+
+def parse_seeds(value: Any, error: Callable[..., Exception]) -> tuple[int, ...]:
+    """A count (4 -> 0..3), a list ([1, 7, 42]) or a range ('100-107'); the number of seeds is
+    checked before a range is made, so '0-1000000000' costs nothing. `error(message, i)` makes
+    the exception (i: the list item, or None)."""
     if isinstance(value, int) and not isinstance(value, bool):
-        return tuple(range(check_int(value, 1, MAX_IMAGES, error)))
+        return tuple(range(check_int(value, 1, MAX_IMAGES, lambda m: error(m, None))))
     if isinstance(value, str) and "-" in value.strip("-"):
         lo, _, hi = value.partition("-")
         try:
             a, b = int(lo), int(hi)
         except ValueError:
-            raise error(f"must be a count, a list or a range like '100-107', got {value!r}") \
-                from None
+            raise error(f"must be a count, a list or a range like '100-107', got "
+                        f"{preview(value)}", None) from None
         if b < a:
-            raise error(f"range must go up, got {value!r}")
+            raise error(f"range must go up, got {preview(value)}", None)
+        if a < 0 or b > MAX_SEED:
+            raise error(f"range must lie in 0–{MAX_SEED}, got {preview(value)}", None)
+        if b - a + 1 > MAX_IMAGES:
+            raise error(f"range {preview(value)} holds {b - a + 1} seeds; at most "
+                        f"{MAX_IMAGES} per directive", None)
         return tuple(range(a, b + 1))
     if isinstance(value, list) and value:
-        seeds = tuple(check_int(v, 0, 2**63 - 1, error) for v in value)
+        if len(value) > MAX_IMAGES:
+            raise error(f"lists {len(value)} seeds; at most {MAX_IMAGES} per directive", None)
+        seeds = tuple(check_int(v, 0, MAX_SEED, lambda m, i=i: error(m, i))
+                      for i, v in enumerate(value))
         if len(set(seeds)) != len(seeds):
-            raise error("lists a seed twice")
+            first: dict[int, int] = {}
+            twice = next(i for i, s in enumerate(seeds) if first.setdefault(s, i) != i)
+            raise error("lists a seed twice", twice)
         return seeds
-    raise error(f"must be a count, a list or a range like '100-107', got {value!r}")
+    raise error(f"must be a count, a list or a range like '100-107', got {preview(value)}", None)
 
 
 def check_param(name: str, value: Any, error: Any, ctx: Context) -> Any:
@@ -97,23 +255,29 @@ def check_param(name: str, value: Any, error: Any, ctx: Context) -> Any:
     if name == "size":
         pair = value if isinstance(value, list) else [value, value]
         if len(pair) != 2:
-            raise error(f"must be one number or [width, height], got {value!r}")
+            raise error(f"must be one number or [width, height], got {preview(value)}")
         return tuple(check_param("width", v, error, ctx) for v in pair)
     if name == "guidance":
         return check_float(value, 0.0, 30.0, error)
     if name == "scheduler":
         if value not in SCHEDULERS:
-            raise error(f"must be one of {', '.join(SCHEDULERS)}; got {value!r}")
+            raise error(f"must be one of {', '.join(SCHEDULERS)}; got {preview(value)}")
         return value
     if name == "model":
         if not isinstance(value, str):
-            raise error(f"must be a model alias or reference, got {value!r}")
+            raise error(f"must be a model alias or reference, got {preview(value)}")
+        check_name(value, error)
         try:
             ctx.resolver.resolve(value)
         except ModelNotFound as exc:
             raise error(str(exc)) from None
         return value
     if name == "negative":
+        if not is_text(value):
+            raise error(f"must be text, got {preview(value)}")
+        if len(str(value)) > MAX_PROMPT_CHARS:
+            raise error(f"is {len(str(value))} characters long; at most "
+                        f"{MAX_PROMPT_CHARS} per prompt: {preview(str(value))}")
         return str(value)
     raise error(f"cannot be swept; sweepable: {', '.join(SWEEPABLE)}")
 
@@ -122,9 +286,14 @@ def parse(body: Body, ctx: Context) -> GenerateSpec:
     def err(key: str) -> Any:
         return lambda message: body.error(key, message)
 
-    memo = ctx.store.memo("prompts", f"dynamicprompts {version('dynamicprompts')}")
-    prompts = expand_prompts(body.take_str_list("prompt"), err("prompt"), memo)
-    seeds = parse_seeds(body.raw("seeds", 1), err("seeds"))
+    def item_err(key: str) -> Callable[..., Exception]:
+        return lambda message, i=None: body.error(
+            key, message, at=None if i is None else f"{key}[{i}]")
+
+    # "counted": expansions checked as expand_prompts checks them (older memos are not)
+    memo = ctx.store.memo("prompts", f"dynamicprompts {version('dynamicprompts')} counted")
+    prompts = expand_prompts(body.take_str_list("prompt"), item_err("prompt"), memo)
+    seeds = parse_seeds(body.raw("seeds", 1), item_err("seeds"))
     base: dict[str, Any] = {}
     for name in ("model", "steps", "guidance", "width", "height", "size", "scheduler"):
         if body.has(name):
@@ -140,23 +309,28 @@ def parse(body: Body, ctx: Context) -> GenerateSpec:
         if name not in SWEEPABLE:
             raise body.error(key, f"cannot be swept; sweepable: {', '.join(SWEEPABLE)}")
         if not isinstance(values, list) or len(values) < 2:
-            raise body.error(key, f"must list at least two values, got {values!r}")
+            raise body.error(key, f"must list at least two values, got {preview(values)}")
         if (name in base or (name == "size" and ("width" in base or "height" in base))
                 or (name == "negative" and body.data.get("negative") is not None)):
             raise body.error(key, f"is both set and swept; remove '{name}:' or the sweep")
-        checked = tuple(check_param(name, v, lambda m, k=key: body.error(k, m), ctx)
-                        for v in values)
+        checked = tuple(check_param(name, v, lambda m, k=key, i=i: body.error(
+            k, m, at=f"{k}[{i}]"), ctx) for i, v in enumerate(values))
         if len(set(checked)) != len(checked):
-            raise body.error(key, "lists a value twice")
+            first: dict[Any, int] = {}
+            twice = next(i for i, v in enumerate(checked) if first.setdefault(v, i) != i)
+            raise body.error(key, "lists a value twice", at=f"{key}[{twice}]")
         sweep.append((name, checked))
     if "model" not in base and "model" not in dict(sweep):
         base["model"] = check_param("model", "default", err("model"), ctx)
 
     grid = body.take_mapping("grid", {}) or {}
+    unknown = sorted(str(k) for k in grid if k not in ("rows", "cols"))
+    if unknown:
+        raise body.error(f"grid.{unknown[0]}", "is not a known key (known: rows, cols)")
     spec = GenerateSpec(
         id=body.take_str("id", None),
         prompts=prompts,
-        negative=body.take_str("negative", ""),
+        negative=check_param("negative", body.raw("negative", ""), err("negative"), ctx),
         seeds=seeds,
         base=base,
         sweep=tuple(sweep),
@@ -169,17 +343,17 @@ def parse(body: Body, ctx: Context) -> GenerateSpec:
         value = grid.get(axis)
         if value is not None and value not in varying:
             raise body.error(f"grid.{axis}", f"must name a parameter that varies "
-                             f"({', '.join(varying) or 'none varies'}), got {value!r}")
-    unknown = set(grid) - {"rows", "cols"}
-    if unknown:
-        raise body.error(f"grid.{sorted(unknown)[0]}", "is not a known key (known: rows, cols)")
+                             f"({', '.join(varying) or 'none varies'}), got {preview(value)}")
     if spec.rows and spec.rows == spec.cols:
         raise body.error("grid.cols", "must differ from grid.rows")
-    count = len(prompts) * len(seeds)
-    for _, values in sweep:
-        count *= len(values)
+    # the product, counted before a single cell is made
+    count = len(prompts) * len(seeds) * math.prod(len(values) for _, values in sweep)
     if count > MAX_IMAGES:
-        raise body.error(None, f"asks for {count} images; at most {MAX_IMAGES} per directive")
+        parts = [f"{len(prompts)} prompt{'s' * (len(prompts) != 1)}",
+                 f"{len(seeds)} seed{'s' * (len(seeds) != 1)}",
+                 *(f"{len(values)} {name}" for name, values in sweep)]
+        raise body.error(None, f"asks for {count} images ({' × '.join(parts)}); at most "
+                         f"{MAX_IMAGES} per directive")
     return spec
 
 
@@ -209,6 +383,11 @@ def expand(spec: GenerateSpec, ctx: Context) -> list[Job]:
             "height": params.get("height", height),
             "scheduler": params.get("scheduler", "default"),
         }
+        if not ctx.config.get("safety_checker", True) and model.source != "builtin" \
+                and ships_safety_checker(Path(model.path)):
+            # the checker changes what is published (withheld or not): a record made without
+            # it must not stand in for one made with it, so turning it off changes the key
+            inputs["safety_checker"] = False
         run = {"model": model.name, "ref": model.ref, "source": model.source, "path": model.path,
                "shown": model.shown(ctx.root)}
         # one group per model: the runner loads it once and batches by shape itself
@@ -306,5 +485,9 @@ KIND = Kind(
     doc="Generate images from prompt variants x seeds x sweeps into a labelled grid.",
     produces="images",
     outputs=outputs,
+    settings=(
+        Setting("safety_checker", bool, True, "run the safety checker a model ships with; "
+                "`false` turns it off, and every record and figure then says so"),
+    ),
     describe=describe,
 )

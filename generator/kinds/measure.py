@@ -29,7 +29,7 @@ from typing import Any
 from ..errors import DirectiveError
 from ..instruments import INSTRUMENTS, Group, Results
 from ..render import PageRender
-from ..specs import Body
+from ..specs import Body, preview, shown_key, shown_list
 from ..types import Context, Job, Kind, Output, Planned, Setting
 
 NOTE = ("These are a machine's readings of generated images — the people in them do not "
@@ -49,7 +49,7 @@ class MeasureSpec:
 
 
 def parse(body: Body, ctx: Context) -> MeasureSpec:
-    by = body.take_str("by", "prompt")
+    by = body.take_name("by", "prompt")
     chosen = []
     for name, instrument in INSTRUMENTS.items():
         settings = instrument.parse(body, ctx)
@@ -92,8 +92,8 @@ def _check_by(spec: MeasureSpec, images: list[Output], upstream: list[Planned]) 
         common.discard("figure")
     if spec.by not in common:
         choices = sorted(common - {"figure"}) + (["figure"] if len(upstream) > 1 else [])
-        raise DirectiveError(f"must name an axis of the measured figures ({', '.join(choices)}),"
-                             f" got {spec.by!r}", line=spec.lines.get("by"), key="by")
+        raise DirectiveError(f"must name an axis of the measured figures ({shown_list(choices)}),"
+                             f" got {preview(spec.by)}", line=spec.lines.get("by"), key="by")
 
 
 def expand(spec: MeasureSpec, ctx: Context, upstream: list[Planned]) -> list[Job]:
@@ -105,7 +105,8 @@ def expand(spec: MeasureSpec, ctx: Context, upstream: list[Planned]) -> list[Job
         check = INSTRUMENTS[name].check_groups
         problem = check(settings, labels) if check else None
         if problem:
-            raise DirectiveError(problem[1], line=spec.lines.get(problem[0]), key=problem[0])
+            raise DirectiveError(problem[1], line=spec.lines.get(problem[0]),
+                                 key=shown_key(problem[0]))
     jobs: list[Job] = []
     seen: set[str] = set()  # image keys, then job keys: `clip:` and `diversity:` share an
     # image's embedding job, which the directive asks for once
