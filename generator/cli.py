@@ -52,10 +52,15 @@ def _parser() -> argparse.ArgumentParser:
         if name == "build":
             p.add_argument("--strict", action="store_true", help="fail on warnings")
             p.add_argument("-d", "--site-dir", help="where to build (default: site/)")
+            p.add_argument("--executor", choices=("local", "ray"),
+                           help="run the jobs here or on Ray actors (default: the config's "
+                                "`executor`, else local)")
         if name == "serve":
             p.add_argument("-a", "--dev-addr", default="127.0.0.1:8000", help="IP:PORT")
         if name == "plan":
             p.add_argument("-v", "--verbose", action="store_true", help="list every job to run")
+            p.add_argument("--executor", choices=("local", "ray"),
+                           help="estimate for this executor (default: the config's)")
     return parser
 
 
@@ -85,6 +90,7 @@ def _load(args: argparse.Namespace, **overrides: Any) -> tuple[Any, Any]:
     plugin.cli_mode = ("frozen" if getattr(args, "frozen", False)
                        else "force" if getattr(args, "force", False) else None)
     plugin.cli_models = _models(getattr(args, "model", []))
+    plugin.cli_executor = getattr(args, "executor", None)
     return config, plugin
 
 
@@ -134,7 +140,42 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.verbose:
         for job in plan.missing:
             print(f"    {', '.join(job.origins)}: {job.type} {describe(job)[1]}")
+    _print_estimate(plan, plugin)
     return 0
+
+
+def _print_estimate(plan: Any, plugin: Any) -> None:
+    """Minutes the missing jobs would take, from the seconds the store's records measured."""
+    from .estimate import duration, estimate, ray_actors
+    from .kinds import describe
+
+    groups = estimate(plan, plugin.ctx.store)
+    if not groups:
+        return
+    total, unmeasured = 0.0, 0
+    print("estimate (from the seconds stored records took):")
+    for group in sorted(groups, key=lambda g: tuple(map(str, g.key))):
+        job = group.jobs[0]
+        on, _ = describe(job)
+        size = (f" {job.inputs['width']}×{job.inputs['height']}"
+                if "width" in job.inputs and "height" in job.inputs else "")
+        print(f"  {job.type}{f' [{on}]' if on else ''}{size}: " + group.line("").lstrip(": "))
+        if group.each is None:
+            unmeasured += len(group.jobs)
+        else:
+            total += len(group.jobs) * group.each
+    rest = f"; {unmeasured} job(s) with no measurement yet not counted" if unmeasured else ""
+    executor = plugin.cli_executor or plugin.config.get("executor", "local")
+    if executor == "ray":
+        actors, how = ray_actors(dict(plugin.config))
+        if actors:
+            print(f"  in all: about {duration(total / actors)} on {actors} Ray actor(s) ({how})"
+                  f"{rest}")
+        else:
+            print(f"  in all: about {duration(total)} on one actor; divide by the actors of "
+                  f"{how}{rest}")
+    else:
+        print(f"  in all: about {duration(total)} here{rest}")
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

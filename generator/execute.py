@@ -25,6 +25,7 @@ from typing import Any
 
 from .log import log
 from .log import progress as progress_bar
+from .ray_executor import RemoteFailure
 from .store import Claim, NotStrictJSON, Result, Store, StoreView
 from .types import Job, Plan
 
@@ -56,14 +57,21 @@ def execute(plan: Plan, store: Store, options: dict[str, Any]) -> dict[str, str]
         log.info("unmake:   … and %d more (`unmake plan -v` lists every job)",
                  len(reasons) - MAX_WHY)
     started = time.monotonic()
+    pool = None
+    if options.get("executor", "local") == "ray":  # runner calls on Ray actors instead of here
+        from .ray_executor import RayPool, ray_settings
+
+        pool = RayPool(ray_settings(options.get("ray")), store, options)
     with progress_bar(len(plan.missing), "unmake") as bar:
-        run = _Run(plan, store, {**options, "store": StoreView(store)}, bar)
+        run = _Run(plan, store, {**options, "store": StoreView(store)}, bar, pool)
         try:
             for group in plan.missing_by_group().values():
                 run.group(group)
             run.wait_for_others()
         finally:
             run.release_all()
+            if pool is not None:
+                pool.close()
     what = ", ".join(f"{n} {t}" for t, n in sorted(run.ran.items()))
     log.info("unmake: ran %d job(s) in %.1f s (%s), %d failed%s", run.ran.total(),
              time.monotonic() - started, what or "none", len(run.failures),
@@ -75,8 +83,10 @@ class _Run:
     """One build's pass over its missing jobs: what it ran, what failed, what it claimed, and
     what it waits for because another build is running it."""
 
-    def __init__(self, plan: Plan, store: Store, options: dict[str, Any], bar: Any) -> None:
+    def __init__(self, plan: Plan, store: Store, options: dict[str, Any], bar: Any,
+                 pool: Any = None) -> None:
         self.plan, self.store, self.options, self.bar = plan, store, options, bar
+        self.pool = pool  # a RayPool, or None to call runners in this process
         self.failures: dict[str, str] = {}
         self.ran: Counter[str] = Counter()
         self.by_others = 0
@@ -170,8 +180,9 @@ class _Run:
     def _run(self, jobs: list[Job]) -> None:
         """One runner call (one model load) for claimed jobs of one type and group."""
         pending = {job.key: job for job in jobs}
+        calls = (self.pool.run if self.pool is not None else runner_for(jobs[0].type))
         try:
-            for job, outcome in runner_for(jobs[0].type)(jobs, self.options):
+            for job, outcome in calls(jobs, self.options):
                 if pending.pop(job.key, None) is not None:
                     self._finish(job, outcome)
         except Exception as exc:  # the whole group failed (e.g. the model would not load)
@@ -224,11 +235,14 @@ def _failure(job: Job, exc: BaseException) -> str:
     log.debug("job %s failed:\n%s", job.key, "".join(traceback.format_exception(exc)))
     # one line for the log and the failure box, even when the message starts with a newline
     text = " ".join(str(exc).split())
-    return f"{exc.__class__.__name__}: {text}"[:500] if text else exc.__class__.__name__
+    # a worker's error keeps its own class name
+    name = exc.name if isinstance(exc, RemoteFailure) else exc.__class__.__name__
+    return f"{name}: {text}"[:500] if text else name
 
 
 def run_options(config: dict[str, Any]) -> dict[str, Any]:
     """What runners may read of the plugin config (each runner takes the keys it knows)."""
     return {"batch_size": config.get("batch_size", 4), "device": config.get("device", "auto"),
             "clip_batch_size": config.get("clip_batch_size", 32),
-            "safety_checker": config.get("safety_checker", True)}
+            "safety_checker": config.get("safety_checker", True),
+            "executor": config.get("executor", "local"), "ray": config.get("ray") or {}}

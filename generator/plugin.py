@@ -53,6 +53,9 @@ class _CoreConfig(base.Config):
     device = c.Type(str, default="auto")
     templates = c.Type(str, default="templates")
     models = c.Type(dict, default={})
+    # where runner calls run: here, or on Ray actors (`pip install 'unmake[ray]'`)
+    executor = c.Choice(("local", "ray"), default="local")
+    ray = c.Type(dict, default={})
 
 
 def _kind_settings() -> dict[str, Any]:
@@ -73,6 +76,7 @@ class UnmakePlugin(BasePlugin[_CoreConfig]):
     config_class = UnmakeConfig  # the core's keys, typed for mypy, plus the kinds' sections
     cli_mode: str | None = None
     cli_models: dict[str, str] | None = None
+    cli_executor: str | None = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -155,7 +159,12 @@ class UnmakePlugin(BasePlugin[_CoreConfig]):
         if mode == "frozen" and plan.missing:
             raise PluginError(frozen_report(plan))
         if mode in ("auto", "force"):
-            self.failures = execute(plan, self.ctx.store, run_options(dict(self.config)))
+            options = run_options(dict(self.config))
+            options["executor"] = self.cli_executor or options["executor"]
+            try:
+                self.failures = execute(plan, self.ctx.store, options)
+            except UnmakeError as exc:  # e.g. `executor: ray` without Ray, or a bad `ray:`
+                raise PluginError(str(exc)) from None
         else:
             log.info("unmake: %s (mode %s: nothing runs)", plan.summary(), mode)
         shown = {key: public_text(message, self.ctx.root)

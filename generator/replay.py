@@ -179,6 +179,9 @@ def _compare(store: Store, item: Replayed, outcome: Result, size: int) -> None:
     env = record.get("env", {})
     differs = [f"{k} {env.get(k)} in the record, {outcome.env.get(k)} here" for k in ENVIRONMENT
                if env.get(k) != outcome.env.get(k)]
+    if "threads" in env and env["threads"] != outcome.env.get("threads"):  # CPU records
+        differs.append(f"threads {env['threads']} in the record, {outcome.env.get('threads')} "
+                       "here")
     if stored.shape != made.shape:
         item.status = "differs"
         item.detail = (f"the replay is {made.shape[1]}×{made.shape[0]}, the stored image "

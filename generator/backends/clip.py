@@ -211,3 +211,12 @@ def run_text(jobs: list[Job], options: dict[str, Any]) -> Iterator[tuple[Job, An
         yield job, Result(data={"embeddings": [encode_vector(r) for r in rows],
                                 "logit_scale": scale},
                           env=env, seconds=time.perf_counter() - t0)
+
+
+def split_embed(jobs: list[Job], options: dict[str, Any]) -> list[list[Job]]:
+    """The batches `run_embed` makes: `clip_batch_size` images at a time, in order."""
+    size = max(1, int(options.get("clip_batch_size", 32)))
+    return [jobs[i:i + size] for i in range(0, len(jobs), size)]
+
+
+run_embed.split = split_embed  # type: ignore[attr-defined]  # see ray_executor.split

@@ -82,9 +82,14 @@ def load_pipeline(job: Job, device: str, dtype: Any, safety_checker: bool = True
 
 
 def environment(device: str, dtype: Any) -> dict[str, Any]:
-    return {"diffusers": dist_version("diffusers"), "torch": dist_version("torch"),
-            "transformers": dist_version("transformers"), "device": device,
-            "dtype": str(dtype).replace("torch.", "")}
+    env: dict[str, Any] = {"diffusers": dist_version("diffusers"), "torch": dist_version("torch"),
+                           "transformers": dist_version("transformers"), "device": device,
+                           "dtype": str(dtype).replace("torch.", "")}
+    if device == "cpu":  # on a CPU, how many threads split the sums changes a few pixels
+        import torch
+
+        env["threads"] = torch.get_num_threads()
+    return env
 
 
 def set_scheduler(pipe: Any, name: str, original: Any) -> str:
@@ -197,24 +202,55 @@ def png_bytes(image: Any, parameters: str) -> bytes:
     return buf.getvalue()
 
 
-def run(jobs: list[Job], options: dict[str, Any]) -> Iterator[tuple[Job, Result | Exception]]:
-    """Yield (job, Result) for each image, or (job, exception) for each that failed alone."""
-    # 1. Load the model once for all its jobs.
+# Pipelines a long-lived worker keeps between runner calls (`options["keep_loaded"]`, set by
+# the Ray executor's actors): (model fingerprint, device, dtype, checker) -> (pipe, scheduler).
+_KEPT: dict[tuple[Any, ...], tuple[Any, Any]] = {}
+
+
+def _pipeline(job: Job, options: dict[str, Any]) -> tuple[Any, Any, str, Any, bool]:
+    """(pipeline, its own scheduler, device, dtype, checker): loaded, or kept from before."""
     device, dtype = pick_device(options.get("device", "auto"))
     checker = bool(options.get("safety_checker", True))
-    pipe = load_pipeline(jobs[0], device, dtype, checker)
-    original = pipe.scheduler
+    key = (job.inputs["model"], device, str(dtype), checker)
+    if key not in _KEPT:
+        pipe = load_pipeline(job, device, dtype, checker)
+        if not options.get("keep_loaded"):
+            return pipe, pipe.scheduler, device, dtype, checker
+        _KEPT.clear()  # one pipeline at a time: a worker's memory holds one model
+        _KEPT[key] = (pipe, pipe.scheduler)
+    pipe, original = _KEPT[key]
+    return pipe, original, device, dtype, checker
+
+
+def _shape(job: Job) -> tuple[Any, ...]:
+    """What one pipeline call shares."""
+    i = job.inputs
+    return (i["width"], i["height"], i["steps"], i["guidance"], i["scheduler"])
+
+
+def split(jobs: list[Job], options: dict[str, Any]) -> list[list[Job]]:
+    """The batches `run` makes of these jobs, in order: jobs of one shape, `batch_size` at a
+    time. An executor that spreads batches over workers cuts them here, so every image is made
+    in the very batch a local build would make it in (on some devices that changes pixels)."""
+    batch_size = max(1, int(options.get("batch_size", 4)))
+    batches: list[list[Job]] = []
+    for _, same_shape in itertools.groupby(sorted(jobs, key=_shape), key=_shape):
+        group = list(same_shape)
+        batches.extend(group[i:i + batch_size] for i in range(0, len(group), batch_size))
+    return batches
+
+
+def run(jobs: list[Job], options: dict[str, Any]) -> Iterator[tuple[Job, Result | Exception]]:
+    """Yield (job, Result) for each image, or (job, exception) for each that failed alone."""
+    # 1. Load the model once for all its jobs (or take the one this worker keeps).
+    pipe, original, device, dtype, checker = _pipeline(jobs[0], options)
     env = environment(device, dtype)
     batch_size = max(1, int(options.get("batch_size", 4)))
     cut: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}  # (prompt, negative) -> cuts
     logged: set[tuple[str, str, str]] = set()  # (text, field, origins): one line per directive
 
-    # 2. Group by everything a pipeline call shares; batch within a group.
-    def shape(job: Job) -> tuple[Any, ...]:
-        i = job.inputs
-        return (i["width"], i["height"], i["steps"], i["guidance"], i["scheduler"])
-
-    for _, same_shape in itertools.groupby(sorted(jobs, key=shape), key=shape):
+    # 2. Group by everything a pipeline call shares; batch within a group (as `split` does).
+    for _, same_shape in itertools.groupby(sorted(jobs, key=_shape), key=_shape):
         group = list(same_shape)
         try:
             scheduler = set_scheduler(pipe, group[0].inputs["scheduler"], original)
@@ -266,3 +302,6 @@ def run(jobs: list[Job], options: dict[str, Any]) -> Iterator[tuple[Job, Result 
                 yield job, Result(
                     data=data, files={"image": (png_bytes(image, params), "png")},
                     env={**env, "batch": made_with}, seconds=seconds)
+
+
+run.split = split  # type: ignore[attr-defined]  # see ray_executor.split
