@@ -45,12 +45,15 @@ class Made:
 
 def ivf_params(n: int, dim: int) -> dict[str, Any]:
     """IVF-PQ parameters for n rows of width dim: about 4·√n lists (a power of two, at least
-    39 training rows each, as faiss's k-means wants), dim/2 sub-quantizers of 8 bits (2 values
-    per code byte), a 64th of the lists probed, and 8× k candidates re-ranked exactly."""
+    39 training rows each, as faiss's k-means wants), dim/2 sub-quantizers of 4 bits scanned
+    with faiss's SIMD "fast scan" (16 centroids a sub-quantizer train in a fraction of the time
+    256 take; the exact re-ranking recovers the precision), a 64th of the lists probed, and
+    8× k candidates re-ranked exactly."""
     nlist = 2 ** round(math.log2(max(1.0, 4 * math.sqrt(n))))
     nlist = max(1, min(nlist, n // 39))
-    m = max(d for d in range(1, dim // 2 + 1) if dim % d == 0) if dim > 1 else 1
-    return {"nlist": nlist, "m": m, "nbits": 8, "nprobe": max(16, nlist // 64),
+    even = [d for d in range(2, dim // 2 + 1, 2) if dim % d == 0]  # fast scan packs pairs
+    m = even[-1] if even else 1
+    return {"nlist": nlist, "m": m, "nbits": 4 if even else 8, "nprobe": max(16, nlist // 64),
             "k_factor": 8, "train_rows": min(n, 64 * nlist)}
 
 
@@ -66,7 +69,8 @@ def build(vectors: np.ndarray, exact_max: int, seed: int = 0) -> Made:
         return Made(faiss.serialize_index(index).tobytes(), "flat-ip", {"metric": "inner product"},
                     None, 0)
     params = ivf_params(n, dim)
-    index = faiss.index_factory(dim, f"IVF{params['nlist']},PQ{params['m']}x{params['nbits']},"
+    index = faiss.index_factory(dim, f"IVF{params['nlist']},PQ{params['m']}x{params['nbits']}"
+                                f"{'fs' if params['nbits'] == 4 else ''},"
                                 "RFlat", faiss.METRIC_INNER_PRODUCT)
     rng = np.random.default_rng(seed)
     train = x[np.sort(rng.choice(n, params["train_rows"], replace=False))]
