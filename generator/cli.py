@@ -241,9 +241,8 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from . import clipmodels
+    from . import clipmodels, index
     from . import datasets as ds
-    from . import index
 
     config, plugin = _load(args)
     plugin.command = "plan"  # nothing is built: keep site_dir where it is

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .clipmodels import ClipRef
-from .datasets import Dataset, Datasets, DatasetError
+from .datasets import Dataset, DatasetError, Datasets
 from .datasets.registry import IMAGE_EXTS, file_print, resolve_path
 from .log import log
 from .store import Store
@@ -230,7 +230,7 @@ def shard_done(folder: Path, n: int, items: list[Item], clip: ClipRef) -> bool:
     try:
         meta = pq.read_table(paths["metadata"], columns=["key", "row"])
         stamp = (meta.schema.metadata or {}).get(b"unmake:clip", b"").decode()
-    except Exception:  # noqa: BLE001 - an unreadable shard is simply made again
+    except Exception:
         return False
     return (stamp == clip.fingerprint and meta.column("row").to_pylist() == [i.row for i in items]
             and meta.column("key").to_pylist() == [i.key for i in items])

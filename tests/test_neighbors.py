@@ -14,9 +14,18 @@ from typing import Any
 
 import pytest
 from conftest import Elements, generate, make_zine
-from test_index import DUPLICATE, HOSTILE, N_ROWS, NO_PICTURE, UNSAFE_COPY, dataset_config, key
+from test_index import (
+    DUPLICATE,
+    HOSTILE,
+    N_ROWS,
+    NO_PICTURE,
+    UNSAFE_COPY,
+    dataset_config,
+    key,
+    make_dataset,
+    picture,
+)
 from test_index import indexed as indexed  # the module's fixture, shared
-from test_index import make_dataset, picture
 
 from generator.backends import faiss_index
 from generator.clipmodels import tiny_clip_ref
@@ -132,7 +141,8 @@ def test_bad_directives_say_where(indexed: tuple[Path, dict[str, Any]], body: st
         plan(root, f"```neighbors\n{body}```\n")
     text = str(caught.value)
     lines = ["```neighbors", *body.splitlines()]
-    line = FENCE + (next(i for i, l in enumerate(lines) if l.startswith(f"{where}:"))
+    line = FENCE + (next(i for i, text_line in enumerate(lines)
+                          if text_line.startswith(f"{where}:"))
                  if where else 0)
     assert text.startswith(f"docs/p.md:{line}: neighbors"), text
     assert message in text, text

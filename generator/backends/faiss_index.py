@@ -64,9 +64,9 @@ def build(vectors: np.ndarray, exact_max: int, seed: int = 0) -> Made:
     x = np.ascontiguousarray(vectors, dtype=np.float32)
     n, dim = x.shape
     if n <= exact_max:
-        index = faiss.IndexFlatIP(dim)
-        index.add(x)
-        return Made(faiss.serialize_index(index).tobytes(), "flat-ip", {"metric": "inner product"},
+        flat = faiss.IndexFlatIP(dim)
+        flat.add(x)
+        return Made(faiss.serialize_index(flat).tobytes(), "flat-ip", {"metric": "inner product"},
                     None, 0)
     params = ivf_params(n, dim)
     index = faiss.index_factory(dim, f"IVF{params['nlist']},PQ{params['m']}x{params['nbits']}"
@@ -90,7 +90,8 @@ def configure(index: Any, params: dict[str, Any]) -> None:
 
     if "nprobe" in params:
         faiss.extract_index_ivf(index).nprobe = params["nprobe"]
-        faiss.downcast_index(index).k_factor = float(params["k_factor"])
+        refine: Any = faiss.downcast_index(index)
+        refine.k_factor = float(params["k_factor"])
 
 
 def recall_at(index: Any, x: np.ndarray, queries: np.ndarray, k: int) -> float:
@@ -197,7 +198,9 @@ def _result(job: Job, opened: Opened, sims: np.ndarray, rows: np.ndarray,
             images_dir: Path | None, env: dict[str, Any], seconds: float) -> Result:
     meta = opened.meta
     threshold = job.inputs["unsafe_threshold"]
-    out, files, held_back = [], {}, 0
+    out: list[dict[str, Any]] = []
+    files: dict[str, tuple[bytes, str]] = {}
+    held_back = 0
     for sim, i in zip(sims.tolist(), rows.tolist(), strict=True):
         if i < 0 or len(out) == job.inputs["k"]:
             break
@@ -209,13 +212,13 @@ def _result(job: Job, opened: Opened, sims: np.ndarray, rows: np.ndarray,
         name = None
         if images_dir is not None and meta["image"][i]:
             try:
-                data = read_image(images_dir, meta["image"][i])
+                picture = read_image(images_dir, meta["image"][i])
             except OSError:
-                data = b""
-            if data:
+                picture = b""
+            if picture:
                 name = f"n{rank}"
                 ext = Path(meta["image"][i].rpartition(":")[2]).suffix.lstrip(".").lower()
-                files[name] = (data, ext or "jpg")
+                files[name] = (picture, ext or "jpg")
         out.append({"rank": rank, "similarity": float(sim), "index_row": int(i),
                     "row": meta["row"][i], "key": meta["key"][i], "caption": meta["caption"][i],
                     "url": meta["url"][i], "domain": domain_of(meta["url"][i]),

@@ -46,9 +46,11 @@ THRESHOLD = 0.95  # default replication threshold (CLIP cosine similarity)
 MAX_QUERY_CHARS = 300  # CLIP reads 77 tokens; a query is a prompt, not a paragraph
 CAPTION_CHARS = 140  # of a neighbour's caption under its picture (the whole in its title)
 TOP = 8  # rows of each aggregate
-STOPWORDS = frozenset(
-    "a an the of in on at to for and or with by from as is are was be this that it its his her "
-    "their our your my photo image picture stock portrait".split())
+STOPWORDS = frozenset([
+    "a", "an", "the", "of", "in", "on", "at", "to", "for", "and", "or", "with", "by", "from",
+    "as", "is", "are", "was", "be", "this", "that", "it", "its", "his", "her", "their", "our",
+    "your", "my", "photo", "image", "picture", "stock", "portrait",
+])
 NOTE = ("Nearest is not source: a neighbour is the training row whose CLIP embedding lies "
         "closest to the query's, by the measure of one model. A flagged pair is a reason to look "
         "at both images side by side, not proof that one was copied from the other.")
@@ -140,9 +142,11 @@ def words(text: str) -> list[str]:
 
 def render(planned: Planned, page: PageRender) -> str:
     spec: NeighborsSpec = planned.directive.spec
+    groups: list[tuple[str, list[dict[str, Any]]]]
     if spec.queries:
-        queries = [{"group": text, "prompt": text, "text": text, "cell": None, "job": job}
-                   for text, job in zip(spec.queries, planned.jobs, strict=True)]
+        queries: list[dict[str, Any]] = [
+            {"group": text, "prompt": text, "text": text, "cell": None, "job": job}
+            for text, job in zip(spec.queries, planned.jobs, strict=True)]
         groups = [(q["group"], [q]) for q in queries]
     else:
         outputs = images_of(planned.upstream)
@@ -157,7 +161,8 @@ def render(planned: Planned, page: PageRender) -> str:
                                 "text": None, "cell": page.image_cell(source),
                                 "job": by_image[key]})
             groups.append((group.label, members))
-    views, status = [], set()
+    views: list[dict[str, Any]] = []
+    status: set[str] = set()
     for label, members in groups:
         rows = [_row(q, spec, page) for q in members]
         status |= {r["status"] for r in rows}
