@@ -77,7 +77,7 @@ def parse(body: Body, ctx: Context) -> NeighborsSpec:
         raise body.error("dataset", str(exc)) from None
     has_of, has_query = body.has("of"), body.has("query")
     if has_of == has_query:
-        raise body.error("query" if has_query else None,
+        raise body.error("query" if has_query else "of",
                          "give either 'of:' (a figure's images) or 'query:' (a text or a list "
                          "of texts), " + ("not both" if has_of else "one of them"))
     queries: tuple[str, ...] = ()
