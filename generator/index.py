@@ -240,10 +240,8 @@ def build(dataset: Dataset, registry: Datasets, clip: ClipRef, options: Options,
           say: Callable[[str], None] = print) -> dict[str, Any]:
     """Embed the dataset's pictures and captions shard by shard, index them, write the manifest;
     return it. Shards already whole (by an earlier, perhaps killed, run) are kept."""
-    import numpy as np
 
     from .backends import clip as clip_backend
-    from .backends import faiss_index
     from .log import progress
 
     started = time.perf_counter()
@@ -277,32 +275,46 @@ def build(dataset: Dataset, registry: Datasets, clip: ClipRef, options: Options,
                 if kill_after and written == kill_after:
                     os.kill(os.getpid(), signal.SIGKILL)
 
-    # 3. The faiss index over every shard, in order; its recall if it is approximate.
-    vectors = np.concatenate([np.load(folder / shard_paths(n)["img_emb"])
-                              for n in range(len(shards))])
-    dim = int(vectors.shape[1])
-    made = faiss_index.build(vectors, options.exact_max)
-    store.write_atomic(folder / INDEX_FILE, made.data)
-    if made.recall is not None:
-        say(f"unmake index {dataset.alias}: {made.kind} index, recall@10 against exact search "
-            f"{made.recall:.3f} on {made.sample:,} sampled rows ({made.params})")
-
-    # 4. The manifest, last: its presence means the whole index is there.
-    manifest: dict[str, Any] = {
-        "format": FORMAT, "dataset": dataset.alias, "dataset_fingerprint": dataset.fingerprint,
+    # 3. The faiss index over every shard, in order, then the manifest.
+    manifest = finish(store, folder, [len(part) for part in shards], {
+        "dataset": dataset.alias, "dataset_fingerprint": dataset.fingerprint,
         "images": registry.images_print(dataset),
         "clip": {"name": clip.name, "arch": clip.arch, "fingerprint": clip.fingerprint},
-        "dim": dim, "rows": len(items), "shard_size": size,
-        "shards": [{"n": n, "rows": len(part), **shard_paths(n)}
-                   for n, part in enumerate(shards)],
+        "shard_size": size}, options.exact_max, say)
+    dim = manifest["dim"]
+    made = manifest["index"]["type"]
+    say(f"unmake index {dataset.alias}: {len(items):,} rows × {dim} in {folder_shown(dataset)}, "
+        f"{made} index, {written} shard(s) embedded in "
+        f"{time.perf_counter() - started:.1f} s")
+    return manifest
+
+
+def finish(store: Store, folder: Path, rows: list[int], header: dict[str, Any], exact_max: int,
+           say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Index the shards of `folder` (their sizes: `rows`) with faiss and write the manifest
+    (`header` plus what the index is), last: its presence means the whole index is there."""
+    import numpy as np
+
+    from .backends import faiss_index
+
+    # 1. The faiss index over every shard, in order; its recall if it is approximate.
+    vectors = np.concatenate([np.load(folder / shard_paths(n)["img_emb"])
+                              for n in range(len(rows))])
+    made = faiss_index.build(vectors, exact_max)
+    store.write_atomic(folder / INDEX_FILE, made.data)
+    if made.recall is not None:
+        say(f"unmake index: {made.kind} index of {len(vectors):,} rows, recall@10 against exact "
+            f"search {made.recall:.3f} on {made.sample:,} sampled rows ({made.params})")
+
+    # 2. The manifest, with the fingerprint of every file it names.
+    manifest: dict[str, Any] = {
+        "format": FORMAT, **header, "dim": int(vectors.shape[1]), "rows": len(vectors),
+        "shards": [{"n": n, "rows": r, **shard_paths(n)} for n, r in enumerate(rows)],
         "index": {"file": INDEX_FILE, "type": made.kind, "params": made.params,
                   "recall_at_10": made.recall, "recall_sample": made.sample},
     }
     manifest["fingerprint"] = "idx:" + file_print(index_files(folder, manifest), folder)
     store.write_atomic(folder / MANIFEST, json.dumps(manifest, indent=1).encode("utf-8"))
-    say(f"unmake index {dataset.alias}: {len(items):,} rows × {dim} in {folder_shown(dataset)}, "
-        f"{made.kind} index, {written} shard(s) embedded in "
-        f"{time.perf_counter() - started:.1f} s")
     return manifest
 
 
@@ -344,13 +356,18 @@ def _write_shard(store: Store, folder: Path, images_dir: Path, n: int, items: li
     log.debug("index shard %d: %d rows", n, len(items))
 
 
-def load_metadata(folder: Path, manifest: dict[str, Any]) -> dict[str, list[Any]]:
-    """Every shard's metadata, concatenated: column -> values, in index order."""
+def metadata_table(folder: Path, manifest: dict[str, Any]) -> Any:
+    """Every shard's metadata as one Arrow table, in index order (rows are taken from it as
+    searches need them: a million rows stay columnar)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    tables = [pq.read_table(folder / s["metadata"]) for s in manifest["shards"]]
-    return pa.concat_tables(tables).to_pydict()
+    return pa.concat_tables([pq.read_table(folder / s["metadata"]) for s in manifest["shards"]])
+
+
+def load_metadata(folder: Path, manifest: dict[str, Any]) -> dict[str, list[Any]]:
+    """Every shard's metadata, concatenated: column -> values, in index order."""
+    return metadata_table(folder, manifest).to_pydict()  # type: ignore[no-any-return]
 
 
 def vectors(folder: Path, manifest: dict[str, Any], which: str = "img_emb") -> np.ndarray:

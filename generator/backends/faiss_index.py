@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..datasets import domain_of
-from ..index import RECALL_SAMPLE, IndexProblem, load_metadata, read_image, read_manifest
+from ..index import RECALL_SAMPLE, IndexProblem, metadata_table, read_image, read_manifest
 from ..models import dist_version
 from ..render import withheld
 from ..store import Result
@@ -110,7 +110,7 @@ class Opened:
     folder: Path
     manifest: dict[str, Any]
     index: Any
-    meta: dict[str, list[Any]]
+    meta: Any  # pyarrow.Table of the metadata, in index order
 
 
 _OPEN: dict[str, Opened] = {}  # index fingerprint -> opened index: one read per build
@@ -128,7 +128,7 @@ def open_index(folder: Path, fingerprint: str) -> Opened:
         index = faiss.deserialize_index(np.fromfile(folder / manifest["index"]["file"],
                                                     dtype=np.uint8))
         configure(index, manifest["index"]["params"])
-        _OPEN[fingerprint] = Opened(folder, manifest, index, load_metadata(folder, manifest))
+        _OPEN[fingerprint] = Opened(folder, manifest, index, metadata_table(folder, manifest))
     return _OPEN[fingerprint]
 
 
@@ -190,13 +190,15 @@ def run_search(jobs: list[Job], options: dict[str, Any]) -> Iterator[tuple[Job, 
     sims, found = search(opened, queries, k + EXTRA)
     each = (time.perf_counter() - t0) / len(ready)
     images_dir = Path(first.run["images"]) if first.run.get("images") else None
+    hit = np.unique(found[found >= 0])  # the metadata of every row found, taken at once
+    meta = dict(zip(hit.tolist(), opened.meta.take(hit).to_pylist(), strict=True))
     for job, sim_row, row_ids in zip(ready, sims, found, strict=True):
-        yield job, _result(job, opened, sim_row, row_ids, images_dir, env, each)
+        yield job, _result(job, opened, meta, sim_row, row_ids, images_dir, env, each)
 
 
-def _result(job: Job, opened: Opened, sims: np.ndarray, rows: np.ndarray,
-            images_dir: Path | None, env: dict[str, Any], seconds: float) -> Result:
-    meta = opened.meta
+def _result(job: Job, opened: Opened, meta: dict[int, dict[str, Any]], sims: np.ndarray,
+            rows: np.ndarray, images_dir: Path | None, env: dict[str, Any],
+            seconds: float) -> Result:
     threshold = job.inputs["unsafe_threshold"]
     out: list[dict[str, Any]] = []
     files: dict[str, tuple[bytes, str]] = {}
@@ -204,24 +206,25 @@ def _result(job: Job, opened: Opened, sims: np.ndarray, rows: np.ndarray,
     for sim, i in zip(sims.tolist(), rows.tolist(), strict=True):
         if i < 0 or len(out) == job.inputs["k"]:
             break
-        punsafe = meta["punsafe"][i]
+        row = meta[i]
+        punsafe = row["punsafe"]
         if threshold is not None and punsafe is not None and punsafe > threshold:
             held_back += 1
             continue
         rank = len(out)
         name = None
-        if images_dir is not None and meta["image"][i]:
+        if images_dir is not None and row["image"]:
             try:
-                picture = read_image(images_dir, meta["image"][i])
+                picture = read_image(images_dir, row["image"])
             except OSError:
                 picture = b""
             if picture:
                 name = f"n{rank}"
-                ext = Path(meta["image"][i].rpartition(":")[2]).suffix.lstrip(".").lower()
+                ext = Path(row["image"].rpartition(":")[2]).suffix.lstrip(".").lower()
                 files[name] = (picture, ext or "jpg")
         out.append({"rank": rank, "similarity": float(sim), "index_row": int(i),
-                    "row": meta["row"][i], "key": meta["key"][i], "caption": meta["caption"][i],
-                    "url": meta["url"][i], "domain": domain_of(meta["url"][i]),
+                    "row": row["row"], "key": row["key"], "caption": row["caption"],
+                    "url": row["url"], "domain": domain_of(row["url"]),
                     "punsafe": punsafe, "image": name})
     data = {"neighbors": out, "held_back": held_back, "rows": opened.manifest["rows"],
             "index": {"type": opened.manifest["index"]["type"],
