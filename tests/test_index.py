@@ -220,3 +220,23 @@ def test_killed_index_resumes_from_whole_shards(tmp_path: Path,
     run = zine.unmake("index", "t")
     assert run.rc == 1 and "datasets.t.images: folder" in run.stderr
     assert "Traceback" not in run.output
+
+
+def test_tar_shards_are_read_like_folders(tmp_path: Path) -> None:
+    """img2dataset's `--output_format webdataset`: <shard>.tar holding <key>.jpg, .txt, .json."""
+    import tarfile
+
+    images = tmp_path / "images"
+    (images / "00001").mkdir(parents=True)
+    (images / "00001" / f"{key(10001)}.jpg").write_bytes(picture(1))
+    with tarfile.open(images / "00000.tar", "w") as tar:
+        for i in (0, 1):
+            for ext, data in ((".jpg", picture(i + 2)), (".txt", b"a caption")):
+                info = tarfile.TarInfo(f"{key(i)}{ext}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    found = index.local_images(images)
+    assert found == {key(0): f"00000.tar:{key(0)}.jpg", key(1): f"00000.tar:{key(1)}.jpg",
+                     key(10001): f"00001/{key(10001)}.jpg"}
+    assert index.read_image(images, found[key(1)]) == picture(3)
+    assert index.read_image(images, found[key(10001)]) == picture(1)
