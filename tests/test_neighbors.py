@@ -108,6 +108,11 @@ def test_unsafe_rows_are_never_shown_and_are_replaced(indexed: tuple[Path, dict[
     assert record is not None and record["data"]["held_back"] == 1
     assert key(UNSAFE_COPY[1]) not in {r["key"] for r in rows} and len(rows) == 3
     assert rows[0]["key"] == key(UNSAFE_COPY[0])
+    # a threshold no row passes: the search widens until the index has no more rows
+    store, job = search_image(root, manifest, picture(0), k=3, threshold=0.0)
+    record = store.get(job.key)
+    assert record is not None and record["data"]["neighbors"] == []
+    assert record["data"]["held_back"] == N_ROWS - len(NO_PICTURE)
     # with the threshold at 1, it is shown
     store, job = search_image(root, manifest, picture(UNSAFE_COPY[0]), k=3, threshold=1.0)
     assert {r["key"] for r in found(store, job)[:2]} == {key(i) for i in UNSAFE_COPY}
