@@ -243,7 +243,8 @@ def parse_dataset(alias: str, value: Any) -> DatasetConfig:
                           f"(relative to mkdocs.yml), got {meta!r}")
     for key in ("images", "embeddings", "description", "clip_model"):
         if value.get(key) is not None and not isinstance(value[key], str):
-            raise ConfigError(f"{where}.{key}: must be text (a path), got {value[key]!r}")
+            what = "a CLIP model alias" if key == "clip_model" else "a path"
+            raise ConfigError(f"{where}.{key}: must be text ({what}), got {value[key]!r}")
     columns = value.get("columns") or {}
     if not isinstance(columns, dict):
         raise ConfigError(f"{where}.columns: must map LAION names to the file's column names")
