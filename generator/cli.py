@@ -17,6 +17,8 @@ COMMANDS_HELP = {
     "verify": "check every stored artifact against its hash and record",
     "gc": "list the stored results no page of the site uses (remove them with --delete)",
     "new": "start a new zine project in DIR from the template",
+    "index": "CLIP embeddings of a dataset's local pictures and captions, and a faiss index "
+             "(what `neighbors` searches); resumable",
 }
 
 
@@ -35,6 +37,15 @@ def _parser() -> argparse.ArgumentParser:
                                 "images again here and compare their pixels")
             p.add_argument("--replay-seed", type=int, default=0, metavar="N",
                            help="the seed that picks the images to replay (default 0)")
+            continue
+        if name == "index":
+            p.add_argument("dataset", help="a dataset alias from plugins.unmake.datasets")
+            p.add_argument("--shard-size", type=int, default=10_000, metavar="N",
+                           help="rows per shard (default 10000); a killed run redoes at most one")
+            p.add_argument("--batch-size", type=int, metavar="N",
+                           help="pictures per CLIP forward pass (default: clip_batch_size, 32)")
+            p.add_argument("--exact-max", type=int, default=1_000_000, metavar="N",
+                           help="exact search up to N rows, IVF-PQ above (default 1000000)")
             continue
         if name == "gc":
             p.add_argument("--delete", action="store_true",
@@ -267,6 +278,29 @@ def cmd_gc(args: argparse.Namespace) -> int:
     for item in unused:
         item.path.unlink(missing_ok=True)
     print(f"unmake gc: removed {len(unused)} file(s), {total}")
+    return 0
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from . import clipmodels, index
+    from . import datasets as ds
+
+    config, plugin = _load(args)
+    plugin.command = "plan"  # nothing is built: keep site_dir where it is
+    config = config.plugins.on_config(config)
+    for name, value in (("--shard-size", args.shard_size), ("--exact-max", args.exact_max),
+                        ("--batch-size", args.batch_size)):
+        if value is not None and value < 1:
+            raise SystemExit(f"unmake: {name} must be at least 1, got {value}")
+    ctx = plugin.ctx
+    registry = ds.for_context(ctx)
+    dataset = registry.get(args.dataset)
+    clip = clipmodels.for_context(ctx).resolve(dataset.config.clip_model)
+    options = index.Options(shard_size=args.shard_size, exact_max=args.exact_max,
+                            batch_size=args.batch_size or plugin.config.clip_batch_size,
+                            device=plugin.config.device)
+    index.build(dataset, registry, clip, options)
+    ctx.store.save_memos()
     return 0
 
 

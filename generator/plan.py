@@ -87,7 +87,7 @@ def parse_page(text: str, file: str, ctx: Context) -> list[dirs.Directive]:
         body = dirs.parse_body(directive)
         try:
             directive.spec = kind.parse(body, ctx)
-            directive.upstream = _parse_of(body, kind.consumes)
+            directive.upstream = _parse_of(body, kind.consumes, kind.of_required)
             body.finish()
         except UnmakeError as exc:
             raise _located(exc, directive) from None
@@ -111,9 +111,9 @@ def parse_page(text: str, file: str, ctx: Context) -> list[dirs.Directive]:
     return found
 
 
-def _parse_of(body: Body, consumes: tuple[str, ...]) -> tuple[str, ...]:
+def _parse_of(body: Body, consumes: tuple[str, ...], required: bool = True) -> tuple[str, ...]:
     """`of: id` or `of: [a, b]`: the figures a consumer reads (checked against the site later)."""
-    if not consumes:
+    if not consumes or (not required and body.raw("of", None) is None):
         return ()
     value = body.raw("of")
     items = value if isinstance(value, list) else [value]

@@ -151,6 +151,7 @@ class Kind:
     outputs: Callable[[Planned], list[Output]] | None = None
     # what this kind consumes with `of:` (empty: it takes no `of:`)
     consumes: tuple[str, ...] = ()
+    of_required: bool = True  # False: `of:` may be left out (`neighbors` takes `query:` instead)
     settings: tuple[Setting, ...] = ()  # its section of the plugin config
     # how a job names itself in `unmake plan` and --frozen reports: (what it runs on, e.g. the
     # model alias, used to group the plan; what it is, one line)

@@ -444,6 +444,8 @@ def test_example_zine_builds_strict(unmake_env: dict[str, str], tmp_path: Path) 
         if (root / "scripts" / script).is_file():
             made = zine.python(f"scripts/{script}", timeout=600)
             assert made.rc == 0, made.output
+    made = zine.unmake("index", "sample", timeout=600)  # README command 1 runs it
+    assert made.rc == 0, made.output
     run = zine.python("-m", "mkdocs", "build", "--strict", timeout=900)
     assert run.rc == 0, run.output
     assert "WARNING" not in run.output

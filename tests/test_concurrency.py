@@ -172,6 +172,8 @@ def example_zines(root: Path, env: dict[str, str], layout: str) -> list[Zine]:
         if (first / "scripts" / script).is_file():
             made = zine.python(f"scripts/{script}", timeout=600)
             assert made.rc == 0, made.output
+    made = zine.unmake("index", "sample", timeout=600)  # README command 1 runs it
+    assert made.rc == 0, made.output
     if layout == "one site":
         return [zine, zine]
     second = root / "b"

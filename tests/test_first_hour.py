@@ -566,6 +566,8 @@ def test_example_zine_builds_without_warnings(tmp_path: Path,
     for script in ("make_sample_dataset.py", "make_sample_model.py"):
         made = zine.python(f"scripts/{script}", timeout=600)
         assert made.rc == 0, made.output
+    made = zine.unmake("index", "sample", timeout=600)  # README command 1 runs it
+    assert made.rc == 0, made.output
     run = zine.unmake("build", timeout=900)
     assert run.rc == 0, run.output
     assert "Traceback" not in run.output

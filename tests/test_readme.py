@@ -36,6 +36,8 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "measure": {"of": "professions", "clip": {"gender": ["a man", "a woman"]}, "palette": 3,
                 "faces": True, "diversity": True, "reference": {"doctor": {"a woman": 0.38}},
                 "reference_source": "US Bureau of Labor Statistics, 2022"},
+    "neighbors": {"dataset": "sample", "query": "a portrait of a nurse", "k": 6,
+                  "threshold": 0.95},
 }
 
 

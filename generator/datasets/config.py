@@ -34,7 +34,7 @@ _COMPARISON = re.compile(
 _DOMAIN = re.compile(r"^[\w-]+(\.[\w-]+)*$")
 
 DATASET_KEYS = ("metadata", "images", "embeddings", "columns", "unsafe_threshold", "hotlink",
-                "description")
+                "description", "clip_model")
 CHAIN_KEYS = ("title", "source", "stages")
 PRESET_CHAINS: dict[str, dict[str, Any]] = {
     "sd-v1-improved-aesthetics": {
@@ -222,6 +222,7 @@ class DatasetConfig:
     unsafe_threshold: float
     hotlink: bool
     description: str
+    clip_model: str = "default"  # the CLIP alias that made (or makes) the embeddings
 
 
 def parse_dataset(alias: str, value: Any) -> DatasetConfig:
@@ -240,9 +241,10 @@ def parse_dataset(alias: str, value: Any) -> DatasetConfig:
     if meta is None or not items or not all(isinstance(m, str) and m for m in items):
         raise ConfigError(f"{where}.metadata: must be a Parquet file, a glob or a list of them "
                           f"(relative to mkdocs.yml), got {meta!r}")
-    for key in ("images", "embeddings", "description"):
+    for key in ("images", "embeddings", "description", "clip_model"):
         if value.get(key) is not None and not isinstance(value[key], str):
-            raise ConfigError(f"{where}.{key}: must be text (a path), got {value[key]!r}")
+            what = "a CLIP model alias" if key == "clip_model" else "a path"
+            raise ConfigError(f"{where}.{key}: must be text ({what}), got {value[key]!r}")
     columns = value.get("columns") or {}
     if not isinstance(columns, dict):
         raise ConfigError(f"{where}.columns: must map LAION names to the file's column names")
@@ -261,4 +263,5 @@ def parse_dataset(alias: str, value: Any) -> DatasetConfig:
         raise ConfigError(f"{where}.hotlink: must be true or false, got {hotlink!r}")
     return DatasetConfig(alias, tuple(str(m) for m in items), value.get("images"),
                          value.get("embeddings"), tuple(sorted(columns.items())),
-                         float(threshold), hotlink, value.get("description") or "")
+                         float(threshold), hotlink, value.get("description") or "",
+                         value.get("clip_model") or "default")

@@ -17,6 +17,7 @@ _MODULES = (
     "ecosystem",
     "dataset",
     "measure",
+    "neighbors",
 )
 
 KINDS: dict[str, Kind] = {}
