@@ -17,6 +17,7 @@ _MODULES = (
     "ecosystem",
     "dataset",
     "measure",
+    "trail",
 )
 
 KINDS: dict[str, Kind] = {}
