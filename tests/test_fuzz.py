@@ -60,6 +60,8 @@ VALID: dict[str, str] = {
     "dataset": "dataset: t\nsearch: portrait",
     "measure": "of: work\nclip: {gender: [a man, a woman]}\npalette: 3\nfaces: true\n"
                "diversity: true\nreference: {doctor: {a woman: 0.38}}\nreference_source: s",
+    "trail": "seeds: 2\nsteps:\n  - {prompt: a fox, note: '*n*', guidance: 3}\n"
+             "  - {prompt: a red fox}",
 }
 NESTED: dict[str, tuple[Any, ...]] = {
     "sweep": generate_kind.SWEEPABLE, "grid": ("rows", "cols"),

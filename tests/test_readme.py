@@ -36,6 +36,10 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "measure": {"of": "professions", "clip": {"gender": ["a man", "a woman"]}, "palette": 3,
                 "faces": True, "diversity": True, "reference": {"doctor": {"a woman": 0.38}},
                 "reference_source": "US Bureau of Labor Statistics, 2022"},
+    "trail": {"seeds": 2, "model": "default", "negative": "", "guidance": 5, "size": 32,
+              "scheduler": "ddim",
+              "steps": [{"prompt": "an Italian family", "note": "*ambiguous*", "steps": 2},
+                        {"prompt": "a family in Italy", "seeds": [1, 2]}]},
 }
 
 
