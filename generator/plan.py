@@ -87,7 +87,8 @@ def parse_page(text: str, file: str, ctx: Context) -> list[dirs.Directive]:
         body = dirs.parse_body(directive)
         try:
             directive.spec = kind.parse(body, ctx)
-            directive.upstream = _parse_of(body, kind.consumes)
+            directive.upstream = _parse_of(body, kind.consumes,
+                                           getattr(directive.spec, "of_optional", False))
             body.finish()
         except UnmakeError as exc:
             raise _located(exc, directive) from None
@@ -111,9 +112,10 @@ def parse_page(text: str, file: str, ctx: Context) -> list[dirs.Directive]:
     return found
 
 
-def _parse_of(body: Body, consumes: tuple[str, ...]) -> tuple[str, ...]:
-    """`of: id` or `of: [a, b]`: the figures a consumer reads (checked against the site later)."""
-    if not consumes:
+def _parse_of(body: Body, consumes: tuple[str, ...], optional: bool = False) -> tuple[str, ...]:
+    """`of: id` or `of: [a, b]`: the figures a consumer reads (checked against the site later).
+    `optional`: the spec starts from something else (`iterate`'s `image:`)."""
+    if not consumes or (optional and not body.has("of")):
         return ()
     value = body.raw("of")
     items = value if isinstance(value, list) else [value]

@@ -18,6 +18,7 @@ _MODULES = (
     "dataset",
     "measure",
     "trail",
+    "iterate",
 )
 
 KINDS: dict[str, Kind] = {}
