@@ -62,6 +62,7 @@ VALID: dict[str, str] = {
                "diversity: true\nreference: {doctor: {a woman: 0.38}}\nreference_source: s",
     "trail": "seeds: 2\nsteps:\n  - {prompt: a fox, note: '*n*', guidance: 3}\n"
              "  - {prompt: a red fox}",
+    "iterate": "of: work\nrounds: 2\nstrength: 0.5\nseed: 3\nprompt: a fox\nsteps: 4",
 }
 NESTED: dict[str, tuple[Any, ...]] = {
     "sweep": generate_kind.SWEEPABLE, "grid": ("rows", "cols"),

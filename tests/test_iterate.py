@@ -105,7 +105,7 @@ def test_a_start_file_is_keyed_by_its_content(tmp_path: Path) -> None:
 
 
 BAD = {
-    "nothing": ({"rounds": 2}, "```iterate", "starts from nothing: give `of:`"),
+    "nothing": ({"rounds": 2}, "```iterate", "'of' is required: the figure whose images"),
     "both": ({"of": "src", "image": "x.png"}, "image:", "'image' give either `of:`"),
     "outside": ({"image": "../x.png", "prompt": "p"}, "image:",
                 "'image' must be a path inside the project"),

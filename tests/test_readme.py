@@ -40,6 +40,9 @@ EXAMPLES: dict[str, dict[str, Any]] = {
               "scheduler": "ddim",
               "steps": [{"prompt": "an Italian family", "note": "*ambiguous*", "steps": 2},
                         {"prompt": "a family in Italy", "seeds": [1, 2]}]},
+    "iterate": {"of": "professions", "mode": "img2img", "rounds": 5, "prompt": "a portrait",
+                "strength": 0.5, "seed": 3, "model": "default", "steps": 4, "guidance": 7,
+                "scheduler": "ddim", "negative": "text"},
 }
 
 

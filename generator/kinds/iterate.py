@@ -104,8 +104,8 @@ def parse(body: Body, ctx: Context) -> IterateSpec:
         raise body.error("image", "give either `of:` (a figure's images) or `image:` (a file "
                          "of the project), not both")
     if image is None and not body.has("of"):
-        raise body.error(None, "starts from nothing: give `of:` (a figure's images) or "
-                         "`image:` (an image file of the project)")
+        raise body.error("of", "is required: the figure whose images start the paths (or "
+                         "give `image:`, an image file of the project)")
     if image is not None:
         _project_file(image, ctx, err("image"))
     rounds = body.take_int("rounds", 4, 1, MAX_ROUNDS)
