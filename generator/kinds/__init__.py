@@ -19,6 +19,7 @@ _MODULES = (
     "measure",
     "trail",
     "iterate",
+    "attend",
 )
 
 KINDS: dict[str, Kind] = {}
