@@ -63,6 +63,7 @@ VALID: dict[str, str] = {
     "trail": "seeds: 2\nsteps:\n  - {prompt: a fox, note: '*n*', guidance: 3}\n"
              "  - {prompt: a red fox}",
     "iterate": "of: work\nrounds: 2\nstrength: 0.5\nseed: 3\nprompt: a fox\nsteps: 4",
+    "attend": "of: work\nwords: [doctor, nurse]",
 }
 NESTED: dict[str, tuple[Any, ...]] = {
     "sweep": generate_kind.SWEEPABLE, "grid": ("rows", "cols"),

@@ -43,6 +43,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "iterate": {"of": "professions", "mode": "img2img", "rounds": 5, "prompt": "a portrait",
                 "strength": 0.5, "seed": 3, "model": "default", "steps": 4, "guidance": 7,
                 "scheduler": "ddim", "negative": "text"},
+    "attend": {"of": "professions", "words": ["doctor", "nurse"]},
 }
 
 
