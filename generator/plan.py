@@ -87,7 +87,10 @@ def parse_page(text: str, file: str, ctx: Context) -> list[dirs.Directive]:
         body = dirs.parse_body(directive)
         try:
             directive.spec = kind.parse(body, ctx)
-            directive.upstream = _parse_of(body, kind.consumes, kind.of_required)
+            # `of:` may be left out where the kind allows it (`neighbors` takes `query:`) or
+            # where the spec starts from something else (`iterate`'s `image:`)
+            required = kind.of_required and not getattr(directive.spec, "of_optional", False)
+            directive.upstream = _parse_of(body, kind.consumes, required)
             body.finish()
         except UnmakeError as exc:
             raise _located(exc, directive) from None

@@ -60,6 +60,10 @@ VALID: dict[str, str] = {
     "dataset": "dataset: t\nsearch: portrait",
     "measure": "of: work\nclip: {gender: [a man, a woman]}\npalette: 3\nfaces: true\n"
                "diversity: true\nreference: {doctor: {a woman: 0.38}}\nreference_source: s",
+    "trail": "seeds: 2\nsteps:\n  - {prompt: a fox, note: '*n*', guidance: 3}\n"
+             "  - {prompt: a red fox}",
+    "iterate": "of: work\nrounds: 2\nstrength: 0.5\nseed: 3\nprompt: a fox\nsteps: 4",
+    "attend": "of: work\nwords: [doctor, nurse]",
 }
 NESTED: dict[str, tuple[Any, ...]] = {
     "sweep": generate_kind.SWEEPABLE, "grid": ("rows", "cols"),

@@ -153,7 +153,7 @@ def test_of_a_figure_whose_results_cannot_be_read(root: Path, kind: str,
     article = "an" if kind == "ecosystem" else "a"
     assert message == (f"docs/a.md:4: measure: 'of' 'rows' is {article} {kind} figure "
                        "(docs/b.md:5), whose results a measure cannot read (it reads images "
-                       "from: generate)")
+                       "from: generate, trail)")
 
 
 def test_a_self_reference_is_a_cycle(root: Path, echo: Kind) -> None:

@@ -38,6 +38,14 @@ EXAMPLES: dict[str, dict[str, Any]] = {
                 "reference_source": "US Bureau of Labor Statistics, 2022"},
     "neighbors": {"dataset": "sample", "query": "a portrait of a nurse", "k": 6,
                   "threshold": 0.95},
+    "trail": {"seeds": 2, "model": "default", "negative": "", "guidance": 5, "size": 32,
+              "scheduler": "ddim",
+              "steps": [{"prompt": "an Italian family", "note": "*ambiguous*", "steps": 2},
+                        {"prompt": "a family in Italy", "seeds": [1, 2]}]},
+    "iterate": {"of": "professions", "mode": "img2img", "rounds": 5, "prompt": "a portrait",
+                "strength": 0.5, "seed": 3, "model": "default", "steps": 4, "guidance": 7,
+                "scheduler": "ddim", "negative": "text"},
+    "attend": {"of": "professions", "words": ["doctor", "nurse"]},
 }
 
 

@@ -18,6 +18,9 @@ _MODULES = (
     "dataset",
     "measure",
     "neighbors",
+    "trail",
+    "iterate",
+    "attend",
 )
 
 KINDS: dict[str, Kind] = {}

@@ -370,29 +370,36 @@ def expand(spec: GenerateSpec, ctx: Context) -> list[Job]:
         params = {**spec.base, "negative": spec.negative, **cell}
         if "size" in params:
             params["width"], params["height"] = params.pop("size")
-        model = ctx.resolver.resolve(params["model"])
-        width, height = model.native_size()
-        inputs = {
-            "model": model.fingerprint,
-            "prompt": params["prompt"],
-            "negative": params["negative"],
-            "seed": params["seed"],
-            "steps": params.get("steps", model.defaults["steps"]),
-            "guidance": float(params.get("guidance", model.defaults["guidance"])),
-            "width": params.get("width", width),
-            "height": params.get("height", height),
-            "scheduler": params.get("scheduler", "default"),
-        }
-        if not ctx.config.get("safety_checker", True) and model.source != "builtin" \
-                and ships_safety_checker(Path(model.path)):
-            # the checker changes what is published (withheld or not): a record made without
-            # it must not stand in for one made with it, so turning it off changes the key
-            inputs["safety_checker"] = False
-        run = {"model": model.name, "ref": model.ref, "source": model.source, "path": model.path,
-               "shown": model.shown(ctx.root)}
-        # one group per model: the runner loads it once and batches by shape itself
-        jobs.append(Job("generate.image", inputs, group=(model.fingerprint,), run=run))
+        jobs.append(image_job(params, ctx))
     return jobs
+
+
+def image_job(params: dict[str, Any], ctx: Context) -> Job:
+    """The `generate.image` job of one image: prompt, negative, seed, model and whatever else
+    `params` sets (the model's defaults for the rest). `trail` makes its images here too, so an
+    image both ask for is one job."""
+    model = ctx.resolver.resolve(params["model"])
+    width, height = model.native_size()
+    inputs = {
+        "model": model.fingerprint,
+        "prompt": params["prompt"],
+        "negative": params["negative"],
+        "seed": params["seed"],
+        "steps": params.get("steps", model.defaults["steps"]),
+        "guidance": float(params.get("guidance", model.defaults["guidance"])),
+        "width": params.get("width", width),
+        "height": params.get("height", height),
+        "scheduler": params.get("scheduler", "default"),
+    }
+    if not ctx.config.get("safety_checker", True) and model.source != "builtin" \
+            and ships_safety_checker(Path(model.path)):
+        # the checker changes what is published (withheld or not): a record made without
+        # it must not stand in for one made with it, so turning it off changes the key
+        inputs["safety_checker"] = False
+    run = {"model": model.name, "ref": model.ref, "source": model.source, "path": model.path,
+           "shown": model.shown(ctx.root)}
+    # one group per model: the runner loads it once and batches by shape itself
+    return Job("generate.image", inputs, group=(model.fingerprint,), run=run)
 
 
 def _label(axis: str, value: Any, labels: dict[str, str]) -> str:
