@@ -17,6 +17,7 @@ _MODULES = (
     "ecosystem",
     "dataset",
     "measure",
+    "actors",
 )
 
 KINDS: dict[str, Kind] = {}
