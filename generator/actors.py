@@ -127,8 +127,9 @@ class ActorMap:
         return next(a for a in self.actors if a.name == name)
 
     def citation_keys(self) -> list[str]:
-        return [s[1:] for r in (*self.actors, *self.relations) for s in r.sources
-                if s.startswith("@")]
+        sources = [s for a in self.actors for s in a.sources]
+        sources += [s for r in self.relations for s in r.sources]
+        return [s[1:] for s in sources if s.startswith("@")]
 
 
 class DataFileError(DirectiveError):

@@ -108,24 +108,50 @@ def _text(x: float, y: float, lines: list[str], size: int = FONT, anchor: str = 
 
 # -- layout -----------------------------------------------------------------------------------
 def layout(nodes: list[str], edges: list[tuple[str, str]]) -> dict[str, tuple[float, float]]:
-    """Positions in [0, 1]² for `nodes` (deterministic: sorted input, Kamada–Kawai, rounded)."""
-    nodes = sorted(nodes)
-    if len(nodes) == 1:
-        return {nodes[0]: (0.5, 0.5)}
-    if len(nodes) == 2:
-        return {nodes[0]: (0.0, 0.5), nodes[1]: (1.0, 0.5)}
+    """Positions in [0, 1]² for `nodes` (deterministic: sorted input, Kamada–Kawai, rounded).
+
+    Kamada–Kawai needs a connected graph (unconnected parts collapse onto one point), so each
+    connected part is laid out alone and the parts are packed in rows, largest first."""
     import networkx as nx
 
     graph = nx.Graph()
-    graph.add_nodes_from(nodes)
+    graph.add_nodes_from(sorted(nodes))
     graph.add_edges_from(sorted({tuple(sorted(e)) for e in edges if e[0] != e[1]}))
-    # unconnected parts would fly apart: Kamada–Kawai places them at a distance of its own
-    pos = nx.kamada_kawai_layout(graph)
-    xs = [float(p[0]) for p in pos.values()]
-    ys = [float(p[1]) for p in pos.values()]
+    parts = sorted((sorted(c) for c in nx.connected_components(graph)),
+                   key=lambda c: (-len(c), c[0]))
+    # 1. Each part in its own unit box, scaled by the square root of its size
+    boxes: list[tuple[float, dict[str, tuple[float, float]]]] = []
+    for part in parts:
+        if len(part) == 1:
+            local = {part[0]: (0.5, 0.5)}
+        elif len(part) == 2:
+            local = {part[0]: (0.0, 0.5), part[1]: (1.0, 0.5)}
+        else:
+            pos = nx.kamada_kawai_layout(graph.subgraph(part))
+            xs = [float(pos[n][0]) for n in part]
+            ys = [float(pos[n][1]) for n in part]
+            sx, sy = (max(xs) - min(xs)) or 1.0, (max(ys) - min(ys)) or 1.0
+            local = {n: ((float(pos[n][0]) - min(xs)) / sx, (float(pos[n][1]) - min(ys)) / sy)
+                     for n in part}
+        boxes.append((math.sqrt(len(part)), local))
+    # 2. Pack the boxes in rows about as wide as the whole would be if it were one part
+    row_width = max(boxes[0][0], 1.5 * math.sqrt(len(nodes)))
+    placed: dict[str, tuple[float, float]] = {}
+    x = y = row_height = 0.0
+    for size, local in boxes:
+        if x > 0 and x + size > row_width + 1e-9:
+            x, y, row_height = 0.0, y + row_height + 0.6, 0.0
+        for n, (lx, ly) in local.items():
+            placed[n] = (x + lx * size, y + ly * size)
+        x += size + 0.6
+        row_height = max(row_height, size)
+    xs = [p[0] for p in placed.values()]
+    ys = [p[1] for p in placed.values()]
     span_x, span_y = (max(xs) - min(xs)) or 1.0, (max(ys) - min(ys)) or 1.0
-    return {n: (round((float(pos[n][0]) - min(xs)) / span_x, 4),
-                round((float(pos[n][1]) - min(ys)) / span_y, 4)) for n in nodes}
+    fit = {n: ((px - min(xs)) / span_x if max(xs) > min(xs) else 0.5,
+               (py - min(ys)) / span_y if max(ys) > min(ys) else 0.5)
+           for n, (px, py) in placed.items()}
+    return {n: (round(fit[n][0], 4), round(fit[n][1], 4)) for n in sorted(nodes)}
 
 
 @dataclass(frozen=True)
@@ -155,9 +181,9 @@ def network(amap: ActorMap, names: list[str], relations: list[Relation], anchor:
     # 1. Edges: a straight line, or arcs bowed apart when two actors share several relations
     pairs: dict[tuple[str, str], list[Relation]] = defaultdict(list)
     for rel in relations:
-        pairs[tuple(sorted((rel.source, rel.target)))].append(rel)  # type: ignore[arg-type]
+        pairs[min(rel.source, rel.target), max(rel.source, rel.target)].append(rel)
     labels = []
-    for (a, b), rels in sorted(pairs.items()):
+    for (a, _), rels in sorted(pairs.items()):
         for k, rel in enumerate(rels):
             (x1, y1), (x2, y2) = xy[rel.source], xy[rel.target]
             dx, dy = x2 - x1, y2 - y1
@@ -202,8 +228,8 @@ def legend(amap: ActorMap, names: list[str], top: float, anchor: str) -> str:
         x += 34 + 7.5 * len(kind)
         if x > WIDTH - 120:
             break
-    parts.append(f'<path d="M20,44 h36" stroke="#444" stroke-width="1.4" '
-                 f'stroke-dasharray="5 4"/>')
+    parts.append('<path d="M20,44 h36" stroke="#444" stroke-width="1.4" '
+                 'stroke-dasharray="5 4"/>')
     parts.append(_text(64, 48, ["a claim with no source given"], size=FONT - 1,
                        anchor="start"))
     parts.append("</g>")
@@ -212,7 +238,7 @@ def legend(amap: ActorMap, names: list[str], top: float, anchor: str) -> str:
 
 # -- timeline ---------------------------------------------------------------------------------
 ROW = 24
-LEFT = 330  # the labels' column
+LEFT = 430  # the labels' column: what, then when
 
 
 def timeline(amap: ActorMap, names: list[str], relations: list[Relation], anchor: str,
@@ -234,7 +260,7 @@ def timeline(amap: ActorMap, names: list[str], relations: list[Relation], anchor
     lo = math.floor(min(s.start.start() for s in spans))  # type: ignore[attr-defined]
     hi = math.ceil(max((s.end or s.start).end() for s in spans))  # type: ignore[attr-defined]
     hi = max(hi, lo + 1)
-    right = WIDTH - 30
+    right = WIDTH - 40
     height = MARGIN_Y + ROW * len(rows) + 30
 
     def x_of(t: float) -> float:
@@ -251,20 +277,21 @@ def timeline(amap: ActorMap, names: list[str], relations: list[Relation], anchor
         out.append(_text(x, height - 8, [str(year)], size=FONT - 1, cls="tick"))
     for i, (label, kind, span) in enumerate(rows):
         y = MARGIN_Y + i * ROW
-        out.append(_text(LEFT - 10, y + 4, [wrap(label, 44)[0]], size=FONT - 1, anchor="end"))
+        # the date is written in the label column, where it never runs into a bar
+        when = f", {span}"
+        text = label if len(label) + len(when) <= 60 else label[: 59 - len(when)] + "…"
+        out.append(_text(LEFT - 12, y + 4, [text + when], size=FONT - 1, anchor="end"))
         start = x_of(span.start.start())  # type: ignore[attr-defined]
         fill = COLOURS.get(kind, "#444")
         if span.point:  # type: ignore[attr-defined]
             out.append(f'<path d="M{_f(start)},{_f(y - 7)} l7,7 l-7,7 l-7,-7 z" fill="{fill}" '
                        f'stroke="#222" stroke-width="1.2"/>')
-            out.append(_text(start + 11, y + 4, [str(span)], size=FONT - 2, anchor="start",
-                             cls="date"))
             continue
         end = x_of(span.end.end() if span.end else hi)  # type: ignore[attr-defined]
-        open_end = "" if span.end else ' stroke-dasharray="4 3"'  # type: ignore[attr-defined]
         out.append(f'<rect x="{_f(start)}" y="{_f(y - 6)}" width="{_f(max(end - start, 3))}" '
-                   f'height="12" fill="{fill}" stroke="#222" stroke-width="1.2"{open_end}/>')
-        out.append(_text(min(end + 6, right - 60), y + 4, [str(span)], size=FONT - 2,
-                         anchor="start", cls="date"))
+                   f'height="12" fill="{fill}" stroke="#222" stroke-width="1.2"/>')
+        if not span.end:  # type: ignore[attr-defined]  # still going: an arrow past the axis
+            out.append(f'<path d="M{_f(end)},{_f(y - 9)} l9,9 l-9,9 z" fill="{fill}" '
+                       f'stroke="#222" stroke-width="1.2"/>')
     out.append("</svg>")
     return Drawn("\n".join(out), len(rows), 0)

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from markupsafe import Markup, escape
 
-from .. import actors as data
+from .. import actors as actordata
 from .. import svg
 from ..render import PageRender
 from ..specs import Body, check_name, preview
@@ -44,16 +44,16 @@ HOW = ("Drawn at build time from {file}; the layout is Kamada–Kawai's and the 
 @dataclass(frozen=True)
 class ActorsSpec:
     id: str | None
-    data: data.ActorMap
+    data: actordata.ActorMap
     focus: str | None
     depth: int
     types: tuple[str, ...]
-    period: tuple[data.When, data.When] | None
+    period: tuple[actordata.When, actordata.When] | None
     show: tuple[str, ...]
     caption: str | None
 
 
-def data_file(body: Body, ctx: Context, key: str = "data") -> data.ActorMap:
+def data_file(body: Body, ctx: Context, key: str = "data") -> actordata.ActorMap:
     """The actors file a directive's `key` names (relative to docs_dir, inside the project)."""
     name = body.take_name(key)
     if not name.endswith((".yml", ".yaml")):
@@ -70,7 +70,7 @@ def data_file(body: Body, ctx: Context, key: str = "data") -> data.ActorMap:
                                   f"folder, {Path(ctx.docs_dir).name}/)")
     except (OSError, ValueError):
         raise body.error(key, f"names no readable file: {preview(name)}") from None
-    return data.load(path, shown, ctx.cache)
+    return actordata.load(path, shown, ctx.cache)
 
 
 def parse(body: Body, ctx: Context) -> ActorsSpec:
@@ -97,7 +97,8 @@ def parse(body: Body, ctx: Context) -> ActorsSpec:
         value = body.raw("period")
         if not isinstance(value, list) or len(value) != 2:
             raise body.error("period", f"must be [start, end], got {preview(value)}")
-        lo, hi = (data.parse_when(v, lambda m, i=i: body.error("period", m, at=f"period[{i}]"))
+        lo, hi = (actordata.parse_when(v, lambda m, i=i: body.error("period", m,
+                                                                    at=f"period[{i}]"))
                   for i, v in enumerate(value))
         if hi.end() <= lo.start():
             raise body.error("period", f"ends ({hi}) before it starts ({lo})")
@@ -119,7 +120,7 @@ def expand(spec: ActorsSpec, ctx: Context) -> list[Job]:
 
 
 # -- selecting and rendering ------------------------------------------------------------------
-def select(spec: ActorsSpec) -> tuple[list[str], list[data.Relation]]:
+def select(spec: ActorsSpec) -> tuple[list[str], list[actordata.Relation]]:
     """The actors and relations on show: filtered by type and period, then those within
     `depth` relations of the focus (in file order)."""
     rels = [r for r in spec.data.relations
@@ -156,7 +157,9 @@ def sources_html(sources: tuple[str, ...], page: PageRender) -> Markup:
         if citations is not None:
             parts.append(citations.cite_keys(keys))
         else:
-            parts.append(Markup(", ").join(Markup("<code>@{}</code>").format(k) for k in keys))
+            # Markup(literal).format escapes what it is given
+            parts.append(Markup(", ").join(Markup("<code>@{}</code>").format(k)
+                                           for k in keys))
     for url in (s for s in sources if not s.startswith("@")):
         parts.append(Markup('<a href="{}" rel="nofollow">{}</a>').format(
             url, urlsplit(url).hostname or url))
@@ -170,10 +173,11 @@ def render(planned: Planned, page: PageRender) -> str:
     title = spec.caption or f"Actors of {spec.data.file}"
     graph = timeline = None
     if "graph" in spec.show and names:
-        graph = Markup(svg.network(spec.data, names, rels, anchor, title).svg)
+        # svg.py escapes every text it writes
+        graph = Markup(svg.network(spec.data, names, rels, anchor, title).svg)  # noqa: S704
     if "timeline" in spec.show:
         drawn = svg.timeline(spec.data, names, rels, anchor, f"Timeline: {title}")
-        timeline = Markup(drawn.svg) if drawn else None
+        timeline = Markup(drawn.svg) if drawn else None  # noqa: S704
     rows = [{"rel": r, "sources": sources_html(r.sources, page)} for r in rels]
     actors = [{"actor": spec.data.actor(n), "sources": sources_html(spec.data.actor(n).sources,
                                                                      page)
