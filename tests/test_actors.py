@@ -64,12 +64,16 @@ relations:
 """
 
 
+BIB = "@misc{paper,\n  author = {Doe, Jane},\n  title = {A Paper},\n  year = {2021}\n}\n"
+
+
 def ctx_for(root: Path, files: dict[str, str]) -> Context:
     for name, text in files.items():
         (root / "docs" / name).parent.mkdir(parents=True, exist_ok=True)
         (root / "docs" / name).write_text(text, "utf-8")
+    (root / "refs.bib").write_text(BIB, "utf-8")
     return Context(root, root / "docs", Resolver({"default": "tiny"}, root),
-                   Store(root / ".unmake"), {})
+                   Store(root / ".unmake"), {"bibliography": "refs.bib"})
 
 
 def figure(ctx: Context, body: str) -> tuple[Any, str]:
@@ -274,8 +278,9 @@ def test_graph_and_timeline_snapshots(tmp_path: Path) -> None:
 @pytest.mark.e2e
 def test_two_builds_give_byte_identical_svg(zine: Any) -> None:
     page = "# Map\n\n```actors\nid: the-map\ndata: map.yml\n```\n"
-    z = zine({"index.md": page})
+    z = zine({"index.md": page}, plugin={"bibliography": "refs.bib"})
     (z.docs / "map.yml").write_text(MAP, "utf-8")
+    (z.root / "refs.bib").write_text(BIB, "utf-8")
     svgs = []
     for seed in ("1", "2"):  # another hash seed: no set order may leak into the drawing
         run = z.unmake("build", env={"PYTHONHASHSEED": seed})

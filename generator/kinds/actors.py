@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 from markupsafe import Markup, escape
 
 from .. import actors as actordata
-from .. import svg
+from .. import citations, svg
 from ..render import PageRender
 from ..specs import Body, check_name, preview
 from ..types import Context, Job, Kind, Planned
@@ -73,8 +73,30 @@ def data_file(body: Body, ctx: Context, key: str = "data") -> actordata.ActorMap
     return actordata.load(path, shown, ctx.cache)
 
 
+def check_sources(amap: actordata.ActorMap, ctx: Context) -> None:
+    """Every citation key of the file is in the bibliography (an error at the entry's line)."""
+    bib = citations.load(ctx.config, ctx.root, ctx.cache)
+    entries = [("actors", i, a.line, a.sources) for i, a in enumerate(amap.actors)]
+    entries += [("relations", i, r.line, r.sources) for i, r in enumerate(amap.relations)]
+    for section, i, line, sources in entries:
+        for source in sources:
+            if not source.startswith("@"):
+                continue
+
+            def error(message: str, line: int = line, at: str = f"{section}[{i}].sources") \
+                    -> actordata.DataFileError:
+                return actordata.DataFileError(message, file=amap.file, line=line,
+                                               kind="actors data", key=at)
+
+            if bib is None:
+                raise error(f"cites '{source}', but no bibliography is declared (set "
+                            f"`bibliography:` under the unmake plugin in mkdocs.yml)")
+            bib.check(source[1:], error)
+
+
 def parse(body: Body, ctx: Context) -> ActorsSpec:
     amap = data_file(body, ctx)
+    check_sources(amap, ctx)
     focus = body.take_name("focus", None)
     if focus is not None and focus not in {a.name for a in amap.actors}:
         near = difflib.get_close_matches(focus, [a.name for a in amap.actors], n=1)
