@@ -11,8 +11,10 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from conftest import Elements
+from safetensors.numpy import save_file
 
 from generator import actors as data
 from generator import svg
@@ -295,3 +297,66 @@ def test_two_builds_give_byte_identical_svg(zine: Any) -> None:
     assert "docs/map.yml:18: actors data: 'relations[0].to' names no actor of this file: " \
            "'Lub'; did you mean 'Lab'?" in run.output
     assert svgs[0][0] in z.html(), "the last good site is kept"
+
+
+# -- lineage (ecosystem: lineage: true) -----------------------------------------------------------
+def _model(folder: Path, base: str | None) -> None:
+    folder.mkdir(parents=True)
+    (folder / "model_index.json").write_text('{"_class_name": "StableDiffusionPipeline"}')
+    (folder / "unet").mkdir()
+    save_file({"w": np.zeros(2, np.float32)}, str(folder / "unet" / "m.safetensors"))
+    if base is not None:
+        (folder / "README.md").write_text(f"---\nbase_model: {base}\n---\n# card\n", "utf-8")
+
+
+LINEAGE_ACTORS = """\
+actors:
+  - {name: org/base-v1, kind: model}
+  - {name: org/base-v0, kind: model}
+  - {name: Lab, kind: organisation}
+relations:
+  - {from: org/base-v1, type: fine-tuned from, to: org/base-v0, date: 2022-06,
+     sources: ["@paper"]}
+  - {from: Lab, type: released, to: org/base-v1}
+"""
+
+
+def test_lineage_follows_cards_through_local_models_then_the_actors_file(
+        tmp_path: Path) -> None:
+    # child (local) -> middle (local, by its folder path) -> org/base-v1 (no local copy: the
+    # actors file goes on) -> org/base-v0 (nothing says more)
+    _model(tmp_path / "middle", "org/base-v1")
+    _model(tmp_path / "child", "./middle")
+    ctx = ctx_for(tmp_path, {"lineage.yml": LINEAGE_ACTORS})
+    ctx.resolver.aliases["child"] = "./child"
+    page = ("# Page\n\n```ecosystem\nid: lin\nmodel: child\nfacts: [base_model]\n"
+            "lineage: true\nactors: lineage.yml\n```\n")
+    plan = plan_site({"p.md": ("docs/p.md", page)}, ctx)
+    planned = plan.pages["p.md"][0]
+    lineage = planned.directive.spec.lineage
+    assert [(s.child, s.parent, s.via) for s in lineage.steps] == [
+        ("child", "./middle", "card"), ("./middle", "org/base-v1", "card"),
+        ("org/base-v1", "org/base-v0", "actors")]
+    assert dict(lineage.nodes) == {"child": "local model", "./middle": "local model",
+                                   "org/base-v1": "model", "org/base-v0": "model"}
+    html = KINDS["ecosystem"].render(planned, PageRender(Renderer(ctx.store), str))
+    graph = re.findall(r"<svg.*?</svg>", html, re.S)
+    assert len(graph) == 1 and ">fine-tuned from<" not in graph[0]
+    for label in ("child", "./middle", "org/base-v1", "org/base-v0", "base model",
+                  "derived from"):
+        assert f">{label}</tspan>" in graph[0], label
+    assert "model card of child" in html and "<code>@paper</code>" in html
+    ET.fromstring(graph[0])  # noqa: S314 (our own output)
+
+
+def test_lineage_errors_and_a_card_naming_itself(tmp_path: Path) -> None:
+    _model(tmp_path / "loop", "./loop")
+    ctx = ctx_for(tmp_path, {"lineage.yml": LINEAGE_ACTORS})
+    ctx.resolver.aliases["loop"] = "./loop"
+    page = "# P\n\n```ecosystem\nmodel: loop\nlineage: true\n```\n"
+    lineage = plan_site({"p.md": ("docs/p.md", page)}, ctx).pages["p.md"][0].directive.spec.lineage
+    assert lineage.steps == () and "names the model itself" in lineage.notes[0]
+    with pytest.raises(DirectiveError, match=r"^docs/p\.md:5: ecosystem: 'actors' is read for "
+                                             r"the lineage; add `lineage: true`"):
+        plan_site({"p.md": ("docs/p.md", "# P\n\n```ecosystem\nmodel: loop\n"
+                            "actors: lineage.yml\n```\n")}, ctx)
