@@ -12,6 +12,7 @@ grey print still reads; a claim without a source is drawn dashed. Sizes are in C
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -75,20 +76,23 @@ def shape(kind: str, x: float, y: float, r: float = NODE_R) -> str:
 
 
 def wrap(text: str, chars: int = LABEL_CHARS) -> list[str]:
-    """A label on at most two lines of about `chars` characters (cut with … beyond)."""
+    """A label on at most two lines of about `chars` characters, broken at spaces or after a
+    slash (`CompVis/` + `stable-diffusion-v1-4`); cut with … beyond."""
     if len(text) <= chars:
         return [text]
-    words, lines, line = text.split(), [], ""
-    for word in words:
-        if line and len(line) + 1 + len(word) > chars:
-            lines.append(line)
-            line = word
+    # tokens keep what follows them: a space, or nothing after a slash
+    tokens = re.findall(r"[^\s/]*/|[^\s/]+\s*", text)
+    lines, line = [], ""
+    for token in tokens:
+        if line and len(line.rstrip()) + len(token.rstrip()) > chars:
+            lines.append(line.rstrip())
+            line = token
         else:
-            line = f"{line} {word}".strip()
-    lines.append(line)
+            line += token
+    lines.append(line.rstrip())
     if len(lines) > 2 or any(len(x) > chars for x in lines):
         first = lines[0][:chars]
-        rest = " ".join(lines[1:]) if len(lines[0]) <= chars else text[chars:]
+        rest = text[len(first):].strip()
         lines = [first, rest if len(rest) <= chars else rest[: chars - 1] + "…"]
     return lines
 
@@ -208,7 +212,7 @@ def network(amap: ActorMap, names: list[str], relations: list[Relation], anchor:
         out.append(f'<g class="node {kind}">{shape(kind, x, y)}</g>')
         labels.append(_text(x, y + NODE_R + FONT + 2, wrap(name)))
     out.extend(labels)
-    out.append(legend(amap, names, height, anchor))
+    out.append(legend(amap, names, height, any(not r.sources for r in relations)))
     out.append("</svg>")
     return Drawn("\n".join(out), n, len(relations))
 
@@ -217,7 +221,7 @@ def legend_height(amap: ActorMap, names: list[str]) -> int:
     return 56
 
 
-def legend(amap: ActorMap, names: list[str], top: float, anchor: str) -> str:
+def legend(amap: ActorMap, names: list[str], top: float, unsourced: bool) -> str:
     """The kinds on show, each with its shape and colour, and what a dashed line means."""
     kinds = [k for k in KINDS if any(amap.actor(n).kind == k for n in names)]
     parts = [f'<g class="legend" transform="translate(0,{_f(top)})">']
@@ -228,10 +232,11 @@ def legend(amap: ActorMap, names: list[str], top: float, anchor: str) -> str:
         x += 34 + 7.5 * len(kind)
         if x > WIDTH - 120:
             break
-    parts.append('<path d="M20,44 h36" stroke="#444" stroke-width="1.4" '
-                 'stroke-dasharray="5 4"/>')
-    parts.append(_text(64, 48, ["a claim with no source given"], size=FONT - 1,
-                       anchor="start"))
+    if unsourced:
+        parts.append('<path d="M20,44 h36" stroke="#444" stroke-width="1.4" '
+                     'stroke-dasharray="5 4"/>')
+        parts.append(_text(64, 48, ["a claim with no source given"], size=FONT - 1,
+                           anchor="start"))
     parts.append("</g>")
     return "".join(parts)
 

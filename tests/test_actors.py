@@ -360,3 +360,80 @@ def test_lineage_errors_and_a_card_naming_itself(tmp_path: Path) -> None:
                                              r"the lineage; add `lineage: true`"):
         plan_site({"p.md": ("docs/p.md", "# P\n\n```ecosystem\nmodel: loop\n"
                             "actors: lineage.yml\n```\n")}, ctx)
+
+
+# -- the shipped example, in a browser without JavaScript ------------------------------------------
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _example_zine(zine: Any) -> Any:
+    """The example's ecosystem page with its actors file and references; its `ecosystem`
+    fact sheets (which need the example's models) left out."""
+    from generator.directives import find
+
+    text = (ROOT / "investigations" / "ecosystem.md").read_text("utf-8")
+    lines = text.splitlines()
+    for block in reversed(find(text, "ecosystem.md", {"ecosystem"})):
+        del lines[block.line - 1 : block.end]
+    z = zine({"ecosystem.md": "\n".join(lines) + "\n"}, plugin={"bibliography": "references.bib"})
+    (z.docs / "ecosystem").mkdir()
+    (z.docs / "ecosystem" / "stable-diffusion.yml").write_bytes(
+        (ROOT / "investigations" / "ecosystem" / "stable-diffusion.yml").read_bytes())
+    (z.root / "references.bib").write_bytes((ROOT / "references.bib").read_bytes())
+    return z
+
+
+def texts(locator: Any) -> list[str]:
+    """The text of SVG elements (they have no innerText)."""
+    return list(locator.evaluate_all("els => els.map(e => e.textContent)"))
+
+
+@pytest.mark.e2e
+@pytest.mark.browser
+def test_the_example_map_reads_without_javascript(zine: Any, tmp_path: Path) -> None:
+    from test_browser import ARGS, CHROMIUM, _unavailable
+
+    reason = _unavailable()
+    if reason:
+        if os.environ.get("UNMAKE_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"browser tests are required here, but {reason}")
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    z = _example_zine(zine)
+    run = z.unmake("build")
+    assert run.rc == 0, run.output
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        try:
+            for width in (1280, 390):  # a laptop, a phone
+                page = browser.new_page(viewport={"width": width, "height": 900},
+                                        java_script_enabled=False)
+                page.goto(z.html_path("ecosystem.md").as_uri())
+                graph = page.locator("#sd-actors svg.unmake-actors-graph")
+                timeline = page.locator("#sd-actors svg.unmake-actors-timeline")
+                assert graph.count() == 1 and timeline.count() == 1
+                box = graph.bounding_box()
+                assert box and box["width"] >= min(560, width - 40) and box["height"] > 300
+                labels = texts(graph.locator("text.label"))
+                for name in ("LAION-5B", "Stability AI", "Common Crawl", "OpenAI"):
+                    assert name in labels
+                edges = texts(graph.locator("text.edge-label"))
+                assert "filtered by" in edges and "released 2022-08-22" in edges
+                assert "Stability AI released CompVis/stable-diffusion-…, 2022-08-22" in \
+                    texts(timeline.locator("text.label"))
+                # the focused, filtered map: LAION-5B's surroundings, no release
+                focused = page.locator("#sd-data svg.unmake-actors-graph text.label")
+                assert "LAION-5B" in texts(focused)
+                assert "Stability AI" not in texts(focused)
+                # every source a citation of the references list at the end
+                refs = page.locator(".unmake-references p.unmake-reference")
+                assert refs.count() == 11
+                anchors = page.locator("#sd-actors .unmake-cite a").evaluate_all(
+                    "els => els.map(e => e.getAttribute('href'))")
+                ids = {f"#{i}" for i in refs.evaluate_all("els => els.map(e => e.id)")}
+                assert anchors and set(anchors) <= ids
+                page.screenshot(path=str(tmp_path / f"ecosystem-{width}.png"), full_page=True)
+                page.close()
+        finally:
+            browser.close()
