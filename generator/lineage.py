@@ -29,6 +29,7 @@ class Step:
     evidence: str  # what says so: "model card of sample", or the actors file
     sources: tuple[str, ...] = ()  # an actors relation's sources
     when: str | None = None
+    type: str = "base model"  # as the graph labels it: a card's base_model, or the relation
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,8 @@ def trace(starts: list[str], resolver: Resolver, amap: ActorMap | None) -> Linea
                 if rel.source == name and rel.type in DERIVED:
                     parents.append((rel.target, Step(name, rel.target, "actors", amap.file,
                                                      rel.sources,
-                                                     str(rel.when) if rel.when else None)))
+                                                     str(rel.when) if rel.when else None,
+                                                     rel.type)))
         for parent, step in parents:
             if parent == name or (local is not None and _path(resolver, parent) == local.path):
                 notes.append(f"the {step.evidence} names the model itself as its base")

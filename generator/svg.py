@@ -6,7 +6,7 @@ out by networkx's Kamada–Kawai (deterministic: it starts from a circle over th
 order and minimises an energy with scipy; no random seed involved). Kinds of actor differ by
 shape as well as colour (Okabe–Ito colours, which stay apart for colour-blind readers), so a
 grey print still reads; a claim without a source is drawn dashed. Sizes are in CSS pixels of a
-960-wide viewBox that scales to the column: 13 px text is about 8 pt on an A5 page.
+800-wide viewBox that scales to the column: 15 px text is about 7 pt across an A5 page.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from markupsafe import escape
 
 from .actors import KINDS, ActorMap, Relation
 
-WIDTH = 960
+WIDTH = 800
 FONT = 15
 NODE_R = 15
-MARGIN_X = 110  # room for a label centred under a node at the edge
+MARGIN_X = 100  # room for a label centred under a node at the edge
 MARGIN_Y = 40
 LABEL_CHARS = 26  # a longer name wraps onto a second line, then is cut with an ellipsis
 # Okabe–Ito, by kind
@@ -158,6 +158,23 @@ def layout(nodes: list[str], edges: list[tuple[str, str]]) -> dict[str, tuple[fl
     return {n: (round(fit[n][0], 4), round(fit[n][1], 4)) for n in sorted(nodes)}
 
 
+# a text's width per character per pixel of font size, generously (DejaVu Sans, WeasyPrint's
+# fallback, is wider than most): boxes for keeping labels apart
+TEXT_WIDTH = 0.58
+# where along its edge a label may sit, in the order tried
+LABEL_SPOTS = (0.5, 0.38, 0.62, 0.28, 0.72, 0.2, 0.8)
+Box = tuple[float, float, float, float]  # left, top, width, height
+
+
+def _box(x: float, y: float, width: float, height: float) -> Box:
+    """The box of that size centred on (x, y)."""
+    return (x - width / 2, y - height / 2, width, height)
+
+
+def _overlap(a: Box, b: Box) -> bool:
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
+
+
 @dataclass(frozen=True)
 class Drawn:
     svg: str
@@ -186,6 +203,15 @@ def network(amap: ActorMap, names: list[str], relations: list[Relation], anchor:
     pairs: dict[tuple[str, str], list[Relation]] = defaultdict(list)
     for rel in relations:
         pairs[min(rel.source, rel.target), max(rel.source, rel.target)].append(rel)
+    # node labels and shapes first, as boxes, so edge labels can keep clear of them
+    taken: list[Box] = []
+    for name in sorted(names):
+        x, y = xy[name]
+        taken.append(_box(x, y, 2 * NODE_R + 4, 2 * NODE_R + 4))
+        lines = wrap(name)
+        taken.append(_box(x, y + NODE_R + 6 + len(lines) * FONT * 0.6,
+                          max(len(line) for line in lines) * FONT * TEXT_WIDTH,
+                          len(lines) * FONT * 1.15))
     labels = []
     for (a, _), rels in sorted(pairs.items()):
         for k, rel in enumerate(rels):
@@ -201,10 +227,21 @@ def network(amap: ActorMap, names: list[str], relations: list[Relation], anchor:
             out.append(f'<path class="edge" d="M{_f(x1)},{_f(y1)} Q{_f(cx)},{_f(cy)} '
                        f'{_f(ex)},{_f(ey)}" fill="none" stroke="#444" stroke-width="1.4"'
                        f'{dash} marker-end="url(#{marker})"/>')
-            # the label sits on the curve's midpoint
-            mx, my = (x1 + 2 * cx + ex) / 4, (y1 + 2 * cy + ey) / 4
+            # the label sits on the curve: at its middle, or slid along it, clear of what is
+            # already placed (the first free spot of a fixed list, so the result is the same
+            # on every build)
             words = rel.type + (f" {rel.when}" if rel.when else "")
-            labels.append(_text(mx, my + 4, [words], size=FONT - 2, cls="edge-label"))
+            width, height_ = len(words) * (FONT - 2) * TEXT_WIDTH, (FONT - 2) * 1.2
+            spots = []
+            for t in LABEL_SPOTS:
+                mx = (1 - t) ** 2 * x1 + 2 * (1 - t) * t * cx + t**2 * ex
+                my = (1 - t) ** 2 * y1 + 2 * (1 - t) * t * cy + t**2 * ey
+                spots.append(_box(mx, my, width, height_))
+            # the first spot that touches nothing, else the one that touches least
+            spot = min(spots, key=lambda b: sum(_overlap(b, o) for o in taken))
+            taken.append(spot)
+            labels.append(_text(spot[0] + width / 2, spot[1] + height_ / 2 + 4, [words],
+                                size=FONT - 2, cls="edge-label"))
     # 2. Nodes, then every label last, so no line crosses a word
     for name in sorted(names):
         kind = amap.actor(name).kind
@@ -243,7 +280,7 @@ def legend(amap: ActorMap, names: list[str], top: float, unsourced: bool) -> str
 
 # -- timeline ---------------------------------------------------------------------------------
 ROW = 24
-LEFT = 430  # the labels' column: what, then when
+LEFT = 400  # the labels' column: what, then when (46 characters fit, in DejaVu Sans too)
 
 
 def timeline(amap: ActorMap, names: list[str], relations: list[Relation], anchor: str,
@@ -284,7 +321,7 @@ def timeline(amap: ActorMap, names: list[str], relations: list[Relation], anchor
         y = MARGIN_Y + i * ROW
         # the date is written in the label column, where it never runs into a bar
         when = f", {span}"
-        text = label if len(label) + len(when) <= 60 else label[: 59 - len(when)] + "…"
+        text = label if len(label) + len(when) <= 46 else label[: 45 - len(when)] + "…"
         out.append(_text(LEFT - 12, y + 4, [text + when], size=FONT - 1, anchor="end"))
         start = x_of(span.start.start())  # type: ignore[attr-defined]
         fill = COLOURS.get(kind, "#444")

@@ -341,9 +341,9 @@ def test_lineage_follows_cards_through_local_models_then_the_actors_file(
                                    "org/base-v1": "model", "org/base-v0": "model"}
     html = KINDS["ecosystem"].render(planned, PageRender(Renderer(ctx.store), str))
     graph = re.findall(r"<svg.*?</svg>", html, re.S)
-    assert len(graph) == 1 and ">fine-tuned from<" not in graph[0]
+    assert len(graph) == 1
     for label in ("child", "./middle", "org/base-v1", "org/base-v0", "base model",
-                  "derived from"):
+                  "fine-tuned from"):
         assert f">{label}</tspan>" in graph[0], label
     assert "model card of child" in html and "<code>@paper</code>" in html
     ET.fromstring(graph[0])  # noqa: S314 (our own output)
@@ -420,8 +420,8 @@ def test_the_example_map_reads_without_javascript(zine: Any, tmp_path: Path) -> 
                     assert name in labels
                 edges = texts(graph.locator("text.edge-label"))
                 assert "filtered by" in edges and "released 2022-08-22" in edges
-                assert "Stability AI released CompVis/stable-diffusion-…, 2022-08-22" in \
-                    texts(timeline.locator("text.label"))
+                assert any(t.startswith("Stability AI released") and t.endswith(", 2022-08-22")
+                           for t in texts(timeline.locator("text.label")))
                 # the focused, filtered map: LAION-5B's surroundings, no release
                 focused = page.locator("#sd-data svg.unmake-actors-graph text.label")
                 assert "LAION-5B" in texts(focused)

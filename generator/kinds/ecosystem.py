@@ -393,8 +393,7 @@ def _lineage(spec: EcosystemSpec, page: PageRender) -> dict[str, Any]:
     amap = actordata.ActorMap("lineage", tuple(
         actordata.Actor(name, kinds.get(known, known), None, None, (), 0)
         for name, known in spec.lineage.nodes), ())
-    rels = [actordata.Relation(s.child, "base model" if s.via == "card" else "derived from",
-                               s.parent, None, None, s.sources or ("card",), 0)
+    rels = [actordata.Relation(s.child, s.type, s.parent, None, None, s.sources or ("card",), 0)
             for s in spec.lineage.steps]
     drawn = None
     if rels:
