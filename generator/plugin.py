@@ -88,6 +88,7 @@ class UnmakePlugin(BasePlugin[_CoreConfig]):
         self.final_site: Path | None = None  # where the site goes when the build succeeds
         self.building: Path | None = None  # where it is being built meanwhile
         self.warnings: _Counter | None = None
+        self.bib: citations.Bibliography | None = None  # the config's `bibliography`, if any
 
     def on_startup(self, *, command: str, dirty: bool) -> None:
         self.command, self.dirty = command, dirty
