@@ -379,7 +379,8 @@ def _example_zine(zine: Any) -> Any:
     (z.docs / "ecosystem").mkdir()
     (z.docs / "ecosystem" / "stable-diffusion.yml").write_bytes(
         (ROOT / "investigations" / "ecosystem" / "stable-diffusion.yml").read_bytes())
-    (z.root / "references.bib").write_bytes((ROOT / "references.bib").read_bytes())
+    bib = ROOT / "investigations" / "references.bib"
+    (z.root / "references.bib").write_bytes(bib.read_bytes())
     return z
 
 
