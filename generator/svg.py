@@ -286,7 +286,8 @@ LEFT = 400  # the labels' column: what, then when (46 characters fit, in DejaVu 
 def timeline(amap: ActorMap, names: list[str], relations: list[Relation], anchor: str,
              title: str) -> Drawn | None:
     """Dated actors and relations as rows on one time axis (a bar for a period, a diamond for a
-    date, an arrow for a period still open); None when nothing on show is dated."""
+    day, a pale dashed bar across a year or month given without a day, an arrow for a period
+    still open); None when nothing on show is dated."""
     rows: list[tuple[str, str, object]] = []  # (label, kind or "relation", span)
     for name in names:
         actor = amap.actor(name)
@@ -325,9 +326,16 @@ def timeline(amap: ActorMap, names: list[str], relations: list[Relation], anchor
         out.append(_text(LEFT - 12, y + 4, [text + when], size=FONT - 1, anchor="end"))
         start = x_of(span.start.start())  # type: ignore[attr-defined]
         fill = COLOURS.get(kind, "#444")
-        if span.point:  # type: ignore[attr-defined]
+        if span.point and span.start.day:  # type: ignore[attr-defined]
             out.append(f'<path d="M{_f(start)},{_f(y - 7)} l7,7 l-7,7 l-7,-7 z" fill="{fill}" '
                        f'stroke="#222" stroke-width="1.2"/>')
+            continue
+        if span.point:  # type: ignore[attr-defined]
+            # a year or a month: sometime within it, drawn as a pale bar across all of it
+            end = x_of(span.start.end())  # type: ignore[attr-defined]
+            out.append(f'<rect x="{_f(start)}" y="{_f(y - 6)}" width="{_f(max(end - start, 3))}" '
+                       f'height="12" fill="{fill}" fill-opacity="0.35" stroke="#222" '
+                       f'stroke-width="1" stroke-dasharray="2 2"/>')
             continue
         end = x_of(span.end.end() if span.end else hi)  # type: ignore[attr-defined]
         out.append(f'<rect x="{_f(start)}" y="{_f(y - 6)}" width="{_f(max(end - start, 3))}" '
