@@ -30,6 +30,7 @@ from mkdocs.exceptions import PluginError
 from mkdocs.plugins import BasePlugin, event_priority
 from mkdocs.utils import get_relative_url
 
+from . import citations
 from . import directives as dirs
 from .errors import UnmakeError
 from .execute import execute, run_options
@@ -56,6 +57,9 @@ class _CoreConfig(base.Config):
     # where runner calls run: here, or on Ray actors (`pip install 'unmake[ray]'`)
     executor = c.Choice(("local", "ray"), default="local")
     ray = c.Type(dict, default={})
+    # citations (generator/citations.py): a BibTeX file relative to mkdocs.yml, and a CSL style
+    bibliography = c.Type(str, default="")
+    citation_style = c.Type(str, default="harvard-cite-them-right")
 
 
 def _kind_settings() -> dict[str, Any]:
@@ -88,6 +92,7 @@ class UnmakePlugin(BasePlugin[_CoreConfig]):
         self.final_site: Path | None = None  # where the site goes when the build succeeds
         self.building: Path | None = None  # where it is being built meanwhile
         self.warnings: _Counter | None = None
+        self.bib: citations.Bibliography | None = None  # the config's `bibliography`, if any
 
     def on_startup(self, *, command: str, dirty: bool) -> None:
         self.command, self.dirty = command, dirty
@@ -116,6 +121,10 @@ class UnmakePlugin(BasePlugin[_CoreConfig]):
                             frozen=self.mode in ("frozen", "off"))
         self.ctx = Context(root, Path(config.docs_dir), resolver, store, dict(self.config))
         self.docs_shown = os.path.relpath(config.docs_dir, root)
+        try:
+            self.bib = citations.load(dict(self.config), root, self.ctx.cache)
+        except UnmakeError as exc:
+            raise PluginError(str(exc)) from None
         if "assets/unmake/unmake.css" not in config.extra_css:
             config.extra_css.append("assets/unmake/unmake.css")
         self._build_beside(config)
@@ -149,6 +158,7 @@ class UnmakePlugin(BasePlugin[_CoreConfig]):
             for file in files.documentation_pages():
                 shown = self._shown_page(file)
                 pages[file.src_uri] = (shown, dirs.read_page(Path(file.abs_src_path), shown))
+                citations.check_page(pages[file.src_uri][1], shown, self.bib)
             return plan_site(pages, self.ctx, force=self.mode == "force")
         except UnmakeError as exc:
             raise PluginError(str(exc)) from None
@@ -179,6 +189,26 @@ class UnmakePlugin(BasePlugin[_CoreConfig]):
         return os.path.normpath(os.path.join(self.docs_shown, file.src_uri))
 
     def on_page_markdown(self, markdown: str, page: Any, config: Any, files: Any) -> str:
+        cites = self.bib.page() if self.bib else None
+        return self._cite(self._directives(markdown, page, cites), page, cites)
+
+    def _cite(self, markdown: str, page: Any, cites: citations.PageCitations | None) -> str:
+        """Citations (checked while planning) become links; the references list goes last."""
+        if cites is None:
+            return markdown
+        found = citations.find(markdown, page.file.src_uri)
+        markdown = citations.substitute(markdown, found, cites)
+        html, references = cites.resolve()
+        slots = self.slots.get(page.file.src_uri)
+        if slots:  # figures cite too (actors' sources)
+            self.slots[page.file.src_uri] = [citations.fill(slot, html) for slot in slots]
+        markdown = citations.fill(markdown, html)
+        if references:
+            markdown += f"\n\n## References\n\n{references}\n"
+        return markdown
+
+    def _directives(self, markdown: str, page: Any,
+                    cites: citations.PageCitations | None) -> str:
         assert self.plan is not None
         planned = self.plan.pages.get(page.file.src_uri, [])
         if not planned:
@@ -190,6 +220,7 @@ class UnmakePlugin(BasePlugin[_CoreConfig]):
             raise PluginError(f"{planned[0].directive.file}: directives changed during the build")
         lines = markdown.splitlines()
         view = PageRender(self.renderer, lambda path: get_relative_url(path, page.url), page.url)
+        view.citations = cites
         slots: list[str] = []
         for item in planned:  # in page order, so figures are numbered as they appear
             try:

@@ -150,6 +150,7 @@ class PageRender:
         self.url_for = url_for
         self.page_url = page_url  # this page's site URL, for links between figures
         self.figures = 0
+        self.citations: Any = None  # the page's citations (generator/citations.py), if any
 
     def template(self, name: str) -> jinja2.Template:
         return self.r.env.get_template(name)

@@ -32,6 +32,8 @@ LABELS = ("Build the example zine", "Run the whole test suite")
 EXAMPLES: dict[str, dict[str, Any]] = {
     "generate": {"prompt": "a photo of a {teacher|pilot}", "seeds": 2},
     "ecosystem": {"model": "default"},
+    "actors": {"data": "map.yml", "focus": "a", "depth": 1, "types": ["built"],
+               "period": [2020, 2021], "show": ["graph"]},
     "dataset": {"dataset": "sample", "search": "portrait"},
     "measure": {"of": "professions", "clip": {"gender": ["a man", "a woman"]}, "palette": 3,
                 "faces": True, "diversity": True, "reference": {"doctor": {"a woman": 0.38}},
@@ -108,6 +110,9 @@ def parse_keys(kind: str, tmp_path: Path) -> set[str]:
     pq.write_table(pa.table({"URL": ["https://example.com/a.jpg"], "TEXT": ["a portrait"]}),
                    tmp_path / "data" / "sample.parquet")
     config = {"datasets": {"sample": {"metadata": "data/sample.parquet"}}}
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "map.yml").write_text(
+        "actors: [{name: a, kind: person}]\nrelations: [{from: a, type: built, to: a}]\n")
     ctx = Context(tmp_path, tmp_path / "docs", Resolver({"default": "tiny"}, tmp_path),
                   Store(tmp_path / ".unmake"), config)
     body = Body(dict(EXAMPLES[kind]), 1)

@@ -21,6 +21,7 @@ _MODULES = (
     "trail",
     "iterate",
     "attend",
+    "actors",
 )
 
 KINDS: dict[str, Kind] = {}

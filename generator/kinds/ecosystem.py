@@ -3,6 +3,8 @@
     ```ecosystem
     models: [default, sample]     # or  model: default
     facts: [pipeline, parameters, license, datasets]   # optional subset, in this order
+    lineage: true                 # optional: follow cards' base_model (generator/lineage.py)
+    actors: ecosystem/stable-diffusion.yml   # optional: and then this actors file
     caption: What the files say.
     ```
 
@@ -18,6 +20,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from .. import lineage as lineages
+from .. import svg
 from ..errors import ModelNotFound
 from ..modelfacts import READER_VERSION
 from ..render import PageRender
@@ -77,6 +81,7 @@ class EcosystemSpec:
     models: tuple[Column, ...]
     facts: tuple[str, ...]
     caption: str | None
+    lineage: lineages.Lineage | None = None
 
 
 def parse(body: Body, ctx: Context) -> EcosystemSpec:
@@ -109,8 +114,19 @@ def parse(body: Body, ctx: Context) -> EcosystemSpec:
                              f"{', '.join(FACTS)}){hint}", at=f"facts[{i}]")
         if fact in facts[:i]:
             raise body.error("facts", "lists a fact twice", at=f"facts[{i}]")
+    lineage = None
+    if body.take_bool("lineage", False):
+        amap = None
+        if body.has("actors"):
+            from .actors import check_sources, data_file  # one kind reads the other's files
+
+            amap = data_file(body, ctx, "actors")
+            check_sources(amap, ctx)
+        lineage = lineages.trace([c.alias for c in columns], ctx.resolver, amap)
+    elif body.has("actors"):
+        raise body.error("actors", "is read for the lineage; add `lineage: true`")
     return EcosystemSpec(id=body.take_str("id", None), models=tuple(columns), facts=facts,
-                         caption=body.take_str("caption", None))
+                         caption=body.take_str("caption", None), lineage=lineage)
 
 
 def expand(spec: EcosystemSpec, ctx: Context) -> list[Job]:
@@ -360,8 +376,35 @@ def render(planned: Planned, page: PageRender) -> str:
     return page.figure("ecosystem.html", planned, {
         "spec": spec, "columns": cols, "sections": [s for s in sections if s["rows"]],
         "how": HOW, "problems": problems, "reader": READER_VERSION,
-        "side_by_side": len(cols) > 1,
+        "side_by_side": len(cols) > 1, **_lineage(spec, page),
     })
+
+
+def _lineage(spec: EcosystemSpec, page: PageRender) -> dict[str, Any]:
+    """The lineage graph (static SVG, svg.network) and its table, when asked for."""
+    if spec.lineage is None:
+        return {"lineage": None, "lineage_svg": None}
+    from markupsafe import Markup
+
+    from .. import actors as actordata
+    from .actors import sources_html
+
+    kinds = {"local model": "model", "named in a card": "model"}
+    amap = actordata.ActorMap("lineage", tuple(
+        actordata.Actor(name, kinds.get(known, known), None, None, (), 0)
+        for name, known in spec.lineage.nodes), ())
+    rels = [actordata.Relation(s.child, s.type, s.parent, None, None, s.sources or ("card",), 0)
+            for s in spec.lineage.steps]
+    drawn = None
+    if rels:
+        anchor = (spec.id or f"figure-{page.figures + 1}") + "-lineage"
+        # svg.py escapes every text it writes
+        drawn = Markup(svg.network(amap, [n for n, _ in spec.lineage.nodes], rels,  # noqa: S704
+                                   anchor, "Model lineage").svg)
+    rows = [{"step": s, "known": dict(spec.lineage.nodes)[s.parent],
+             "sources": sources_html(s.sources, page) if s.via == "actors" else None}
+            for s in spec.lineage.steps]
+    return {"lineage": {"rows": rows, "notes": spec.lineage.notes}, "lineage_svg": drawn}
 
 
 def describe(job: Job) -> tuple[str, str]:

@@ -1,0 +1,188 @@
+"""Citations: the `[@key]` syntax (unit table: escapes, e-mail addresses, code and links are not
+citations), author–date formatting by citeproc-py against a BibTeX file, escaping of hostile
+entries, located errors, and a built page with its references list (snapshot)."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Elements
+
+from generator import citations
+from generator.errors import ConfigError, DirectiveError
+
+SNAPSHOTS = Path(__file__).parent / "snapshots"
+
+BIB = r"""
+@article{rombach2022,
+  author = {Rombach, Robin and Blattmann, Andreas and Lorenz, Dominik and Esser, Patrick
+            and Ommer, Bj{\"o}rn},
+  title = {High-Resolution Image Synthesis with Latent Diffusion Models},
+  journal = {Proceedings of CVPR},
+  year = {2022},
+  url = {https://arxiv.org/abs/2112.10752}
+}
+@misc{card2022,
+  author = {{CompVis}},
+  title = {Stable Diffusion v1-4 Model Card},
+  year = {2022},
+  url = {https://huggingface.co/CompVis/stable-diffusion-v1-4}
+}
+@misc{hostile,
+  author = {Mallory, Eve},
+  title = {<script>alert(1)</script> and "quotes" & ampersands},
+  year = {2020}
+}
+"""
+
+
+@pytest.fixture
+def bib(tmp_path: Path) -> citations.Bibliography:
+    (tmp_path / "refs.bib").write_text(BIB, "utf-8")
+    return citations.load({"bibliography": "refs.bib"}, tmp_path, {})  # type: ignore[return-value]
+
+
+# -- the syntax ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(("text", "expected"), [
+    ("as shown [@rombach2022].", [[("rombach2022", None)]]),
+    ("[@rombach2022, p. 12]", [[("rombach2022", ("page", "12"))]]),
+    ("[@rombach2022, pp. 3-4]", [[("rombach2022", ("page", "3-4"))]]),
+    ("[@rombach2022, 7]", [[("rombach2022", ("page", "7"))]]),
+    ("[@a, ch. 2; @b, sec. 4]", [[("a", ("chapter", "2")), ("b", ("section", "4"))]]),
+    ("[@a; @b]", [[("a", None), ("b", None)]]),
+    ("two [@a] and [@b:c.d]", [[("a", None)], [("b:c.d", None)]]),
+    ("ends a sentence [@a.]", [[("a", None)]]),
+    # not citations
+    (r"escaped \[@a] stays text", []),
+    ("mail me@example.org", []),
+    ("[write to me@example.org]", []),
+    ("[@me@example.org]", []),
+    ("`[@a]` in code", []),
+    ("``code [@a] with ` inside``", []),
+    ("```\n[@a]\n```", []),
+    ("~~~~\n```\n[@a]\n~~~~\n[@b]", [[("b", None)]]),
+    ("[@user](https://example.org/user)", []),
+    ("[@a]: https://example.org/a", []),
+    ("[@ spaced]", []),
+    ("[see @a]", []),
+])
+def test_citation_syntax(text: str, expected: list[list[tuple[str, Any]]]) -> None:
+    found = citations.find(text)
+    assert [[(i.key, i.locator) for i in g.items] for g in found] == expected
+
+
+def test_lines_and_offsets_are_those_of_the_page() -> None:
+    text = "# T\n\nFirst [@a] then\n\nsecond `x` [@b, p. 2].\n"
+    found = citations.find(text)
+    assert [(g.line, text.splitlines()[g.line - 1][g.start:g.end]) for g in found] == [
+        (3, "[@a]"), (5, "[@b, p. 2]")]
+
+
+def test_a_bad_locator_is_a_located_error() -> None:
+    with pytest.raises(DirectiveError, match=r"^p\.md:3: citation: \[@a, somewhere\]: the "
+                                             r"locator must be"):
+        citations.find("x\n\nsee [@a, somewhere]\n", "p.md")
+
+
+def test_an_unknown_key_names_page_line_and_the_nearest_key(
+        bib: citations.Bibliography) -> None:
+    with pytest.raises(DirectiveError) as info:
+        citations.check_page("x\n\n[@rombach2022]\n\nbut [@rombach2021, p. 3]\n", "docs/p.md",
+                             bib)
+    assert str(info.value) == ("docs/p.md:5: citation: cites '@rombach2021', which is not in "
+                               "refs.bib; did you mean '@rombach2022'?")
+    with pytest.raises(DirectiveError, match="no bibliography is declared"):
+        citations.check_page("[@a]", "docs/p.md", None)
+    assert citations.check_page(r"\[@nope] and me@example.org", "docs/p.md", None) == []
+
+
+def test_a_broken_config_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"bibliography: no file 'nope\.bib'"):
+        citations.load({"bibliography": "nope.bib"}, tmp_path, {})
+    (tmp_path / "r.bib").write_text(BIB, "utf-8")
+    with pytest.raises(ConfigError, match=r"citation_style: no CSL style 'apa-9'"):
+        citations.load({"bibliography": "r.bib", "citation_style": "apa-9"}, tmp_path, {})
+
+
+# -- formatting ---------------------------------------------------------------------------------
+def test_author_date_citations_link_to_their_references(bib: citations.Bibliography) -> None:
+    page = bib.page()
+    text = "A [@rombach2022, p. 12] and [@card2022; @rombach2022]."
+    marked = citations.substitute(text, citations.find(text), page)
+    assert "[@" not in marked
+    html, references = page.resolve()
+    out = citations.fill(marked, html)
+    assert out == (
+        'A <span class="unmake-cite">(<a href="#ref-rombach2022">Rombach <i>et al.</i>, 2022, '
+        'p. 12</a>)</span> and <span class="unmake-cite">(<a href="#ref-card2022">CompVis, '
+        '2022</a>; <a href="#ref-rombach2022">Rombach <i>et al.</i>, 2022</a>)</span>.')
+    # one entry per work cited, sorted by author, each with the anchor its citations link to
+    ids = [a["id"] for a in Elements(references).all("p", "unmake-reference")]
+    assert ids == ["ref-card2022", "ref-rombach2022"]
+    assert "Ommer" not in references and "Rombach, R. <i>et al.</i> (2022)" in references
+    assert "https://arxiv.org/abs/2112.10752" in references
+
+
+def test_hostile_entries_are_escaped(bib: citations.Bibliography) -> None:
+    page = bib.page()
+    page.cite((citations.Item("hostile", None),))
+    _, references = page.resolve()
+    parsed = Elements(references)
+    assert not parsed.all("script")
+    assert '<script>alert(1)</script> and "quotes" & ampersands' in parsed.text()
+
+
+def test_a_page_without_citations_gets_no_list(bib: citations.Bibliography) -> None:
+    assert bib.page().resolve() == ([], "")
+
+
+# -- end to end ---------------------------------------------------------------------------------
+ACTORS = """\
+actors:
+  - {name: CompVis, kind: organisation}
+  - {name: Stable Diffusion, kind: model, date: 2022-08}
+relations:
+  - {from: CompVis, type: released, to: Stable Diffusion, date: 2022-08, sources: ["@card2022"]}
+"""
+
+
+@pytest.mark.e2e
+def test_a_built_page_cites_and_lists_its_references(zine: Any) -> None:
+    page = ("# Essay\n\nLatent diffusion [@rombach2022, p. 3]; see `[@code]` and "
+            "\\[@escaped].\n\n```actors\nid: who\ndata: map.yml\nshow: [table]\n```\n")
+    z = zine({"index.md": page}, plugin={"bibliography": "refs.bib"})
+    (z.root / "refs.bib").write_text(BIB, "utf-8")
+    (z.docs / "map.yml").write_text(ACTORS, "utf-8")
+    run = z.unmake("build")
+    assert run.rc == 0, run.output
+    html = z.html()
+    assert "[@escaped]" in html and "<code>[@code]</code>" in html
+    cites = re.findall(r'<span class="unmake-cite">.*?</span>', html)
+    assert cites == [
+        '<span class="unmake-cite">(<a href="#ref-rombach2022">Rombach <i>et al.</i>, 2022, '
+        'p. 3</a>)</span>',
+        '<span class="unmake-cite">(<a href="#ref-card2022">CompVis, 2022</a>)</span>']
+    refs = html[html.index('<div class="unmake-references">'):]
+    refs = refs[: refs.index("</div>") + len("</div>")]
+    snapshot = SNAPSHOTS / "references.html"
+    if os.environ.get("UNMAKE_UPDATE_SNAPSHOTS") == "1":
+        snapshot.write_text(refs + "\n", "utf-8")
+    assert refs + "\n" == snapshot.read_text("utf-8")
+    assert 'id="references"' in html  # the heading, in the page's table of contents
+
+    # an unknown key in the page, then in the actors file: one located line each, exit != 0
+    z.write("index.md", page.replace("rombach2022, p. 3", "rombach2023, p. 3"))
+    run = z.unmake("build")
+    assert run.rc != 0
+    assert ("docs/index.md:3: citation: cites '@rombach2023', which is not in refs.bib; did "
+            "you mean '@rombach2022'?") in run.output
+    z.write("index.md", page)
+    (z.docs / "map.yml").write_text(ACTORS.replace("@card2022", "@card2021"), "utf-8")
+    run = z.unmake("build")
+    assert run.rc != 0
+    assert ("docs/map.yml:5: actors data: 'relations[0].sources' cites '@card2021', which is "
+            "not in refs.bib; did you mean '@card2022'?") in run.output
