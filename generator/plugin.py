@@ -53,6 +53,7 @@ class _CoreConfig(base.Config):
     device = c.Type(str, default="auto")
     templates = c.Type(str, default="templates")
     models = c.Type(dict, default={})
+    zine = c.Type(dict, default={})  # the print zine's cover and plates (generator/zine.py)
 
 
 def _kind_settings() -> dict[str, Any]:
