@@ -201,7 +201,7 @@ def _chapters(capture: _Capture, site: Path, figure_numbers: dict[tuple[str, str
             return f'{space}src="{(site / site_path).as_uri()}"'
 
         html = _ATTR.sub(attr, html)
-        html = _URL_REF.sub(lambda m, p=prefix: f"url(#{p}{m.group(1)})", html)
+        html = _URL_REF.sub(f"url(#{prefix}\\1)", html)
 
         # number figures through the whole zine; remember each one's number by its anchor
         pieces = []
@@ -219,7 +219,9 @@ def _chapters(capture: _Capture, site: Path, figure_numbers: dict[tuple[str, str
             last = m.end()
         html = "".join(pieces) + html[last:]
         title = page.title or src
-        chapters.append(_Chapter(number, str(title), f"chapter-{number}", Markup(html), src))
+        # the page's HTML as the site build rendered it (every directive escaped its values)
+        content = Markup(html)  # noqa: S704
+        chapters.append(_Chapter(number, str(title), f"chapter-{number}", content, src))
     return chapters
 
 
@@ -375,7 +377,7 @@ def page_css(options: ZineOptions) -> str:
 
 def zine_settings(config: Any, plugin: Any) -> dict[str, Any]:
     """The `zine:` section of the plugin config, checked; cover text defaults from mkdocs.yml."""
-    where = str(config.config_file_path)
+    where = os.path.relpath(config.config_file_path)
     section = plugin.config.get("zine") or {}
     if not isinstance(section, dict):
         raise UnmakeError(f"{where}: plugins.unmake.zine: expected a mapping of "
@@ -485,7 +487,7 @@ def impose(pdf: bytes, scheme: str, marks: bool = False) -> tuple[bytes, int]:
     if scheme == "saddle":
         from pdfimpose.schema import saddle
 
-        saddle.impose([io.BytesIO(pdf)], out, folds="v", mark=mark)
+        saddle.impose([io.BytesIO(pdf)], out, signature=(2, 1), mark=mark)
     else:
         from pdfimpose.schema import onepagezine
 
