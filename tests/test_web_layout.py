@@ -112,17 +112,18 @@ def test_provenance_opens_as_wide_as_the_column(browser: Any, site: str) -> None
 
 
 _CONTRAST = """() => {
-  const rgb = s => s.match(/[\\d.]+/g).slice(0, 3).map(Number);
+  const rgba = s => {
+    const v = s.match(/[\\d.]+/g).map(Number);
+    return [...v.slice(0, 3), v[3] ?? 1];
+  };
   const lum = c => { const [r, g, b] = c.map(v => { v /= 255;
       return v <= .03928 ? v / 12.92 : ((v + .055) / 1.055) ** 2.4; });
     return .2126 * r + .7152 * g + .0722 * b; };
-  const text = document.querySelector("svg.unmake-ci text");
-  const fg = lum(rgb(getComputedStyle(text).fill));
-  const bg = lum(rgb(getComputedStyle(document.querySelector(".md-main")).backgroundColor
-                     .startsWith("rgba(0, 0, 0, 0)") ? getComputedStyle(document.body).backgroundColor
-                     : getComputedStyle(document.querySelector(".md-main")).backgroundColor));
-  return [document.body.getAttribute("data-md-color-scheme"),
-          (Math.max(fg, bg) + .05) / (Math.min(fg, bg) + .05)];
+  const bg = rgba(getComputedStyle(document.body).backgroundColor);
+  const text = rgba(getComputedStyle(document.querySelector("svg.unmake-ci text")).fill);
+  const shown = [0, 1, 2].map(i => text[3] * text[i] + (1 - text[3]) * bg[i]);  // over the page
+  const [hi, lo] = [lum(shown), lum(bg.slice(0, 3))].sort((a, b) => b - a);
+  return [document.body.getAttribute("data-md-color-scheme"), (hi + .05) / (lo + .05)];
 }"""
 
 
