@@ -450,9 +450,10 @@ def build_zine(config: Any, plugin: Any, options: ZineOptions) -> ZineReport:
             css_path = package_templates() / "print.css"
         refused: list[str] = []
         fetcher = _fetcher([site, root, store.root, package_templates()], refused)
-        stylesheets = [CSS(string=css_path.read_text("utf-8"), url_fetcher=fetcher,
-                           base_url=css_path.as_uri()),
-                       CSS(string=page_css(options))]
+        web_css = package_templates() / "unmake.css"  # each kind's styles, as on the site
+        stylesheets = [CSS(string=path.read_text("utf-8"), url_fetcher=fetcher,
+                           base_url=path.as_uri()) for path in (web_css, css_path)]
+        stylesheets.append(CSS(string=page_css(options)))
 
         # 6. Lay it out and write the PDF (atomically: a failed run keeps the last good one).
         document = HTML(string=html, base_url=site.as_uri() + "/", url_fetcher=fetcher)
