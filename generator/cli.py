@@ -76,6 +76,8 @@ def _zine_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--impose", choices=["saddle", "onesheet"],
                    help="impose for folding: saddle (a stapled booklet), onesheet (8 pages on "
                         "one sheet)")
+    p.add_argument("--html", metavar="DIR", help="also keep the combined HTML (zine.html), its "
+                   "stylesheets and the site it uses in DIR, a new folder (to debug print CSS)")
 
 
 def _models(pairs: list[str]) -> dict[str, str]:
@@ -265,7 +267,7 @@ def cmd_zine(args: argparse.Namespace) -> int:
         output=Path(args.output) if args.output else zine.default_output(config),
         page=zine.page_size(args.page), margin=zine.length(args.margin, "--margin"),
         bleed=zine.length(args.bleed, "--bleed"), marks=args.marks, layout=args.layout,
-        impose=args.impose)
+        impose=args.impose, keep=Path(args.html) if args.html else None)
     report = zine.build_zine(config, plugin, options)
     for line in report.missing:
         print(f"unmake zine: missing  {line}")

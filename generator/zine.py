@@ -59,6 +59,7 @@ class ZineOptions:
     marks: bool = False
     layout: str = "essay"
     impose: str | None = None
+    keep: Path | None = None  # keep the combined HTML, its CSS and the site it uses here
 
 
 @dataclass
@@ -110,6 +111,15 @@ class _Capture:
         self.order: list[Any] = []
         self.html: dict[str, str] = {}
         self.meta: dict[str, dict[str, Any]] = {}
+
+    @event_priority(-100)  # after unmake's on_files has planned the site
+    def on_files(self, files: Any, config: Any) -> Any:
+        # the theme's own assets (hundreds of files) are not printed: copying them cost ~0.4 s
+        docs = Path(config.docs_dir).resolve()
+        for file in list(files):
+            if not Path(file.abs_src_path or docs).resolve().is_relative_to(docs):
+                files.remove(file)
+        return files
 
     def on_nav(self, nav: Any, config: Any, files: Any) -> Any:
         self.order = list(nav.pages)
@@ -249,6 +259,7 @@ def provenance(planned: Planned, store: Store, root: Path) -> dict[str, Any]:
             if key == "needs":
                 continue
             shown = _shown(value, root)
+            key = "fingerprint" if key == "model" else key  # the alias is under "model"
             keys.setdefault(key, [])
             if shown not in keys[key]:
                 keys[key].append(shown)
@@ -409,7 +420,14 @@ def build_zine(config: Any, plugin: Any, options: ZineOptions) -> ZineReport:
     root = Path(config.config_file_path).resolve().parent
 
     # 1. Build the site into a temporary folder in `off` mode: nothing runs.
-    work = Path(tempfile.mkdtemp(prefix="unmake-zine-"))
+    if options.keep:
+        work = options.keep.resolve()
+        if work.exists() and any(work.iterdir()):
+            raise UnmakeError(f"unmake zine: --html {options.keep} exists and is not empty; "
+                              "pick a new folder")
+        work.mkdir(parents=True, exist_ok=True)
+    else:
+        work = Path(tempfile.mkdtemp(prefix="unmake-zine-"))
     try:
         site = work / "site"
         capture = _render_site(config, plugin, site)
@@ -454,6 +472,11 @@ def build_zine(config: Any, plugin: Any, options: ZineOptions) -> ZineReport:
         stylesheets = [CSS(string=path.read_text("utf-8"), url_fetcher=fetcher,
                            base_url=path.as_uri()) for path in (web_css, css_path)]
         stylesheets.append(CSS(string=page_css(options)))
+        if options.keep:  # the document as WeasyPrint gets it, to open or print elsewhere
+            (work / "zine.html").write_text(html, "utf-8")
+            (work / "page.css").write_text(page_css(options), "utf-8")
+            for path in (web_css, css_path):
+                shutil.copyfile(path, work / path.name)
 
         # 6. Lay it out and write the PDF (atomically: a failed run keeps the last good one).
         document = HTML(string=html, base_url=site.as_uri() + "/", url_fetcher=fetcher)
@@ -467,7 +490,8 @@ def build_zine(config: Any, plugin: Any, options: ZineOptions) -> ZineReport:
         options.output.parent.mkdir(parents=True, exist_ok=True)
         store.write_atomic(options.output, data)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if not options.keep:
+            shutil.rmtree(work, ignore_errors=True)
     refused_shown = [u for u in dict.fromkeys(refused) if not u.startswith("file:")]
     refused_shown += [f"{Path(unquote(urlsplit(u).path)).name} (outside the project)"
                       for u in dict.fromkeys(refused) if u.startswith("file:")]
