@@ -18,6 +18,7 @@ the store: any other URL (a remote image in a page) is refused without a request
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import logging
@@ -25,6 +26,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -487,8 +489,7 @@ def build_zine(config: Any, plugin: Any, options: ZineOptions) -> ZineReport:
         sides = None
         if options.impose:
             data, sides = impose(data, options.impose, marks=options.marks)
-        options.output.parent.mkdir(parents=True, exist_ok=True)
-        store.write_atomic(options.output, data)
+        _write(store, options.output, data)
     finally:
         if not options.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -496,6 +497,23 @@ def build_zine(config: Any, plugin: Any, options: ZineOptions) -> ZineReport:
     refused_shown += [f"{Path(unquote(urlsplit(u).path)).name} (outside the project)"
                       for u in dict.fromkeys(refused) if u.startswith("file:")]
     return ZineReport(options.output, pages, counter[0], missing, refused_shown, sides)
+
+
+def _write(store: Store, path: Path, data: bytes) -> None:
+    """Write the PDF whole or not at all: the store's atomic write, or, where the PDF goes to
+    another file system than the store (a rename cannot cross one), the same steps beside it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        store.write_atomic(path, data)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}")
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
 
 
 def impose(pdf: bytes, scheme: str, marks: bool = False) -> tuple[bytes, int]:

@@ -339,3 +339,24 @@ def test_missing_results_print_as_such_and_are_listed(zine: Any) -> None:
     assert not (z.store / "records").exists() or not list((z.store / "records").glob("*/*"))
     whole = "\n".join(text_of(z.root / "zine.pdf"))
     assert "not generated yet" in whole and "Figure 1. Unbuilt." in whole
+
+
+def test_a_pdf_on_another_file_system_is_written_whole(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store's atomic write renames across folders; onto another disk (EXDEV, which this
+    machine's single file system cannot produce) the PDF is written beside its target."""
+    import errno
+
+    from generator.store import Store
+    from generator.zine import _write
+
+    store = Store(tmp_path / "store")
+
+    def cross_device(path: Path, data: bytes, read_only: bool = False) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(store, "write_atomic", cross_device)
+    target = tmp_path / "usb" / "zine.pdf"
+    _write(store, target, b"%PDF-1.7 whole")
+    assert target.read_bytes() == b"%PDF-1.7 whole"
+    assert [p.name for p in target.parent.iterdir()] == ["zine.pdf"]  # no temporary file left
