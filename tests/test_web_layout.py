@@ -17,6 +17,7 @@ import pytest
 import yaml
 from conftest import Zine, generate
 from test_browser import _OVERFLOWING, LAPTOP, PHONE, Watched, _served, browser, open_page
+from test_dataset import fence, rows, write_images, write_parquet
 
 pytestmark = pytest.mark.browser
 __all__ = ["browser"]  # the fixture, shared with test_browser
@@ -30,6 +31,10 @@ PAGES = {
     + generate(id="wide", prompt="a {cat|dog}", seeds=8, caption="Eight seeds: wide.")
     + "\n```measure\nid: measured\nof: professions\nby: prompt\n"
     "clip: {gender: [a man, a woman]}\ncaption: A chart with labels.\n```\n",
+    # a sample table of long captions and URLs: it once made a phone's page 575 px wide
+    "data.md": "# Data\n\n" + fence({"id": "table", "dataset": "t", "search": "portrait",
+                                      "sample": {"n": 30, "layout": "table"}})
+    + fence({"id": "facets", "dataset": "t", "search": "portrait", "facets": ["domain"]}),
 }
 MIN_CELL = 48  # px: the smallest an image of a grid gets before its grid scrolls
 
@@ -39,7 +44,11 @@ def site(tmp_path_factory: pytest.TempPathFactory, unmake_env: dict[str, str]) -
     """A zine with the palette toggle of `unmake new`, built once; yields its served URL."""
     from conftest import make_zine
 
-    zine: Zine = make_zine(tmp_path_factory.mktemp("layout") / "zine", PAGES, unmake_env)
+    root = tmp_path_factory.mktemp("layout") / "zine"
+    write_parquet(root / "data" / "t.parquet", rows())
+    write_images(root / "data" / "images", [f"{i:09d}" for i in (0, 20, 38, 39)])
+    zine: Zine = make_zine(root, PAGES, unmake_env, plugin={"datasets": {"t": {
+        "metadata": "data/t.parquet", "images": "data/images"}}})
     config = yaml.safe_load((zine.root / "mkdocs.yml").read_text("utf-8"))
     config["theme"]["palette"] = yaml.safe_load(NEW_CONFIG.read_text("utf-8"))["theme"]["palette"]
     (zine.root / "mkdocs.yml").write_text(yaml.safe_dump(config), "utf-8")
@@ -95,6 +104,17 @@ def test_a_phone_never_scrolls_sideways_and_grids_stay_legible(browser: Any, sit
             assert min(grid["imgs"]) >= MIN_CELL - .5, grid
 
 
+def test_a_dataset_table_scrolls_in_itself_on_a_phone(browser: Any, site: str) -> None:
+    with _page(browser, site + "data/", PHONE) as page:
+        width = page.evaluate("() => document.documentElement.clientWidth")
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= width
+        assert page.evaluate(_OVERFLOWING) == []
+        table = page.locator("figure#table table.unmake-table")
+        assert table.locator("tbody tr").count() >= 10
+        assert table.evaluate("t => t.scrollWidth > t.clientWidth")  # wide: scrolls in itself
+        assert page.locator("figure#facets svg.unmake-bar").count() >= 1
+
+
 def test_provenance_opens_as_wide_as_the_column(browser: Any, site: str) -> None:
     with _page(browser, site, PHONE) as page:
         details = page.locator("figure#professions details.unmake-prov").first
@@ -111,7 +131,7 @@ def test_provenance_opens_as_wide_as_the_column(browser: Any, site: str) -> None
         assert "seed" in panel.inner_text()
 
 
-_CONTRAST = """() => {
+_CONTRAST = """sel => {
   const rgba = s => {
     const v = s.match(/[\\d.]+/g).map(Number);
     return [...v.slice(0, 3), v[3] ?? 1];
@@ -120,7 +140,7 @@ _CONTRAST = """() => {
       return v <= .03928 ? v / 12.92 : ((v + .055) / 1.055) ** 2.4; });
     return .2126 * r + .7152 * g + .0722 * b; };
   const bg = rgba(getComputedStyle(document.body).backgroundColor);
-  const text = rgba(getComputedStyle(document.querySelector("svg.unmake-ci text")).fill);
+  const text = rgba(getComputedStyle(document.querySelector(sel)).fill);
   const shown = [0, 1, 2].map(i => text[3] * text[i] + (1 - text[3]) * bg[i]);  // over the page
   const [hi, lo] = [lum(shown), lum(bg.slice(0, 3))].sort((a, b) => b - a);
   return [document.body.getAttribute("data-md-color-scheme"), (hi + .05) / (lo + .05)];
@@ -129,10 +149,17 @@ _CONTRAST = """() => {
 
 def test_the_dark_toggle_switches_and_chart_labels_stay_readable(browser: Any,
                                                                  site: str) -> None:
-    with _page(browser, site, LAPTOP) as page:
-        scheme, contrast = page.evaluate(_CONTRAST)
-        assert scheme == "default" and contrast >= 4.5, (scheme, contrast)
+    # the dataset's bar chart (its labels were dark on dark) and measure's interval chart
+    with _page(browser, site + "data/", LAPTOP) as page:
+        for chart in ("svg.unmake-bar text", "svg.unmake-bar text.unmake-bar-n"):
+            scheme, contrast = page.evaluate(_CONTRAST, chart)
+            assert scheme == "default" and contrast >= 4.5, (chart, scheme, contrast)
         page.locator("label.md-header__button[for=__palette_1]").click()
         page.wait_for_function("() => document.body.dataset.mdColorScheme === 'slate'")
-        scheme, contrast = page.evaluate(_CONTRAST)
+        for chart in ("svg.unmake-bar text", "svg.unmake-bar text.unmake-bar-n"):
+            scheme, contrast = page.evaluate(_CONTRAST, chart)
+            assert scheme == "slate" and contrast >= 4.5, (chart, scheme, contrast)
+        page.goto(site)  # the choice is remembered from page to page
+        page.wait_for_load_state("networkidle")
+        scheme, contrast = page.evaluate(_CONTRAST, "svg.unmake-ci text")
         assert scheme == "slate" and contrast >= 4.5, (scheme, contrast)
