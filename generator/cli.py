@@ -19,6 +19,7 @@ COMMANDS_HELP = {
     "new": "start a new zine project in DIR from the template",
     "index": "CLIP embeddings of a dataset's local pictures and captions, and a faiss index "
              "(what `neighbors` searches); resumable",
+    "zine": "print the site as a PDF zine (WeasyPrint) from the store; runs no model",
 }
 
 
@@ -46,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
                            help="pictures per CLIP forward pass (default: clip_batch_size, 32)")
             p.add_argument("--exact-max", type=int, default=1_000_000, metavar="N",
                            help="exact search up to N rows, IVF-PQ above (default 1000000)")
+        if name == "zine":
+            _zine_arguments(p)
             continue
         if name == "gc":
             p.add_argument("--delete", action="store_true",
@@ -73,6 +76,23 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--executor", choices=("local", "ray"),
                            help="estimate for this executor (default: the config's)")
     return parser
+
+
+def _zine_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output", help="the PDF to write (default: zine.pdf beside mkdocs.yml)")
+    p.add_argument("--page", default="a5", help="a5 (default), a4, letter or WIDTHxHEIGHT "
+                   "with units, e.g. 120mmx180mm")
+    p.add_argument("--margin", default="15mm", help="page margin (default 15mm)")
+    p.add_argument("--bleed", default="0mm", help="bleed around each page, e.g. 3mm (default 0)")
+    p.add_argument("--marks", action="store_true", help="print crop marks (with --bleed)")
+    p.add_argument("--layout", default="essay", choices=["essay", "catalogue"],
+                   help="essay: the pages as chapters (default); catalogue: one image a page "
+                        "with its wall label")
+    p.add_argument("--impose", choices=["saddle", "onesheet"],
+                   help="impose for folding: saddle (a stapled booklet), onesheet (8 pages on "
+                        "one sheet)")
+    p.add_argument("--html", metavar="DIR", help="also keep the combined HTML (zine.html), its "
+                   "stylesheets and the site it uses in DIR, a new folder (to debug print CSS)")
 
 
 def _models(pairs: list[str]) -> dict[str, str]:
@@ -311,6 +331,29 @@ def _size(n: int) -> str:
         if n < scale * 1000:
             return f"{n / scale:.1f} {unit}"
     return f"{n / 1e9:.1f} GB"
+
+
+def cmd_zine(args: argparse.Namespace) -> int:
+    from . import zine
+
+    config, plugin = _load(args)
+    options = zine.ZineOptions(
+        output=Path(args.output) if args.output else zine.default_output(config),
+        page=zine.page_size(args.page), margin=zine.length(args.margin, "--margin"),
+        bleed=zine.length(args.bleed, "--bleed"), marks=args.marks, layout=args.layout,
+        impose=args.impose, keep=Path(args.html) if args.html else None)
+    report = zine.build_zine(config, plugin, options)
+    for line in report.missing:
+        print(f"unmake zine: missing  {line}")
+    for url in report.refused:
+        print(f"unmake zine: not loaded (no network, project files only): {url}")
+    shown = os.path.relpath(report.output)
+    sides = f", imposed on {report.sheets} sheet side(s)" if report.sheets else ""
+    print(f"unmake zine: {shown}: {report.pages} pages, {report.figures} figures{sides}")
+    if report.missing:
+        print(f"unmake zine: {len(report.missing)} result(s) are not in the store; their "
+              "figures print as 'not generated yet' (`unmake build` makes them)")
+    return 0
 
 
 def cmd_new(args: argparse.Namespace) -> int:

@@ -60,6 +60,7 @@ class _CoreConfig(base.Config):
     # citations (generator/citations.py): a BibTeX file relative to mkdocs.yml, and a CSL style
     bibliography = c.Type(str, default="")
     citation_style = c.Type(str, default="harvard-cite-them-right")
+    zine = c.Type(dict, default={})  # the print zine's cover and plates (generator/zine.py)
 
 
 def _kind_settings() -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from collections.abc import Callable, Iterable
 from importlib import resources
 from pathlib import Path
@@ -76,6 +77,15 @@ def show_bidi(value: Any) -> Any:
     return value
 
 
+_BREAK_AFTER = re.compile(r"([_./-])(?=\w)")
+
+
+def breakable(value: Any) -> Markup:
+    """A long name (a model file, a module path) escaped, with a line-break opportunity after
+    each `_ . / -`, so a narrow column wraps it there, not inside a word."""
+    return Markup(_BREAK_AFTER.sub(r"\1<wbr>", str(escape(value))))  # noqa: S704
+
+
 def double_escape(value: Any) -> Markup:
     """For attributes a script later inserts as HTML (lightbox captions): escape twice."""
     return escape(str(escape(value)))
@@ -94,6 +104,7 @@ class Renderer:
                                       trim_blocks=True, lstrip_blocks=True,
                                       undefined=jinja2.StrictUndefined, finalize=show_bidi)
         self.env.filters["double_escape"] = double_escape
+        self.env.filters["breakable"] = breakable
         self.env.filters["thousands"] = lambda n: f"{n:,}" if isinstance(n, int) else n
         self.store = store
         self.failures = failures or {}

@@ -236,6 +236,7 @@ def _render(ctx: Context, text: str) -> str:
 
 
 def _row(html: str, label: str) -> str:
+    html = html.replace("<wbr>", "")  # names carry break opportunities after _ . / -
     match = re.search(rf"<tr[^>]*>\s*<th scope=\"row\">(?:<code>)?{re.escape(label)}(?:</code>)?"
                       r"</th>.*?</tr>", html, re.S)
     assert match, f"no row {label!r}"
