@@ -7,7 +7,9 @@ Unit tables for the parser (milliseconds), and one end-to-end build for the page
 
 from __future__ import annotations
 
-import time
+import contextlib
+import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -136,6 +138,19 @@ def test_an_error_quotes_a_long_value_in_short(ctx: Context, case: str) -> None:
         assert "'ab\\u202ec\\nd\\x07xxx" in message and "(5007 characters)" in message
 
 
+@contextlib.contextmanager
+def bounded_memory(limit: int = 64 * 2**20) -> Iterator[None]:
+    """The block allocates at most `limit` bytes at its peak (Python allocations, traced): what
+    would be materialised here (a billion values, 10^18 prompts) is far beyond it."""
+    tracemalloc.start()
+    try:
+        yield
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < limit, f"peak {peak / 2**20:.0f} MiB"
+
+
 BILLION_LAUGHS = "\n".join(
     ["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
     + [f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]" for i in range(8)]
@@ -143,9 +158,8 @@ BILLION_LAUGHS = "\n".join(
 
 
 def test_an_alias_bomb_is_refused_in_bounded_time_at_its_line(ctx: Context) -> None:
-    start = time.perf_counter()
-    err = error_of(ctx, "generate", BILLION_LAUGHS)
-    assert time.perf_counter() - start < 1.0
+    with bounded_memory():  # expanding it would take gigabytes (no timing: CI machines vary)
+        err = error_of(ctx, "generate", BILLION_LAUGHS)
     # 9**9 "lol"s under `i`, twice (`prompt: *i`), with every list and key on the way
     assert "spells out 926177115 values once its aliases" in str(err), str(err)
     assert err.line == body_line(BILLION_LAUGHS, "e: &e")  # the first to pass the bound
@@ -214,9 +228,8 @@ COUNTS = {
 @pytest.mark.parametrize("case", COUNTS)
 def test_counts_are_arithmetic_and_true(ctx: Context, case: str) -> None:
     body, key, fragment = COUNTS[case]
-    start = time.perf_counter()
-    err = error_of(ctx, "generate", body)
-    assert time.perf_counter() - start < 2.0
+    with bounded_memory():  # counted, not spelled out
+        err = error_of(ctx, "generate", body)
     assert err.key == key and fragment in str(err), str(err)
     assert err.line == body_line(body, f"{key}:")
 
