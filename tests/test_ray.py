@@ -49,6 +49,8 @@ def example(root: Path, env: dict[str, str], **plugin: object) -> Zine:
     for script in ("make_sample_dataset.py", "make_sample_model.py"):
         made = zine.python(f"scripts/{script}", timeout=600)
         assert made.rc == 0, made.output
+    indexed = zine.unmake("index", "sample", timeout=600)  # as README command 1 does
+    assert indexed.rc == 0, indexed.output
     if plugin:  # the plugin's own section, as an author would write it
         data = yaml.safe_load(config)
         for entry in data["plugins"]:
