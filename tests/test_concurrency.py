@@ -191,7 +191,8 @@ def test_two_builds_at_once_share_the_work(built: Zine, tmp_path: Path, layout: 
     make = example_zines if ZINE == "example" else small_zines
     runs = [make(tmp_path / f"run{i}", built.env, layout) for i in range(RUNS[layout])]
     results = drive([[{"cwd": str(z.root), "log": str(z.root / f"build{n}.log"), "after": n * GAP}
-                      for n, z in enumerate(zines)] for zines in runs], built.env)
+                      for n, z in enumerate(zines)] for zines in runs], built.env,
+                    timeout=900 * (len(runs) if ZINE == "example" else 1))
     waited = 0
     for i, (zines, ended) in enumerate(zip(runs, results, strict=True)):
         for build in ended:
