@@ -190,7 +190,7 @@ def _print_estimate(plan: Any, plugin: Any) -> None:
         on, _ = describe(job)
         size = (f" {job.inputs['width']}×{job.inputs['height']}"
                 if "width" in job.inputs and "height" in job.inputs else "")
-        print(f"  {job.type}{f' [{on}]' if on else ''}{size}: " + group.line("").lstrip(": "))
+        print(f"  {job.type}{f' [{on}]' if on else ''}{size}: {group.line()}")
         if group.each is None:
             unmeasured += len(group.jobs)
         else:

@@ -40,13 +40,12 @@ class Group:
     def each(self) -> float | None:
         return statistics.median(self.seconds) if self.seconds else None
 
-    def line(self, label: str) -> str:
+    def line(self) -> str:
         n = len(self.jobs)
         if self.each is None:
-            return f"{label}: {n} to run; no measurement yet (nothing of this model and size " \
-                   f"is stored)"
+            return f"{n} to run; no measurement yet (nothing of this model and size is stored)"
         device = self.devices.most_common(1)[0][0] if self.devices else "an unknown device"
-        return (f"{label}: {n} to run × {self.each:.2f} s (median of {len(self.seconds)} stored, "
+        return (f"{n} to run × {self.each:.2f} s (median of {len(self.seconds)} stored, "
                 f"on {device}) ≈ {duration(n * self.each)}")
 
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 from collections import deque
 from collections.abc import Iterator
 from typing import Any
@@ -190,10 +189,6 @@ class RayPool:
                  f"{per_gpu:g} GPU each" if "num_gpus" in shape else "1 CPU each",
                  "a local cluster" if settings["address"] == "local" else settings["address"])
 
-    @property
-    def size(self) -> int:
-        return len(self.actors)
-
     def _new_actor(self) -> Any:
         return self.actor_class.options(**self.shape).remote(*self.worker_args)
 
@@ -245,10 +240,3 @@ class RayPool:
                 self.ray.kill(actor)
         if self.started:
             self.ray.shutdown()
-
-
-def wait_ready(pool: RayPool, timeout: float = 120.0) -> None:
-    """Block until every actor answers (start-up errors surface here, not mid-build)."""
-    started = time.monotonic()
-    pool.ray.get([a.pid.remote() for a in pool.actors], timeout=timeout)
-    log.debug("unmake: ray: %d actor(s) ready in %.1f s", pool.size, time.monotonic() - started)

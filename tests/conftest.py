@@ -139,6 +139,25 @@ class Zine:
         return self.python("-c", code, *args, env=env)
 
 
+def example_zine(root: Path, env: dict[str, str]) -> Zine:
+    """A copy of the repository's example zine in `root`, readied as README command 1 readies
+    it: the sample dataset and model made by their scripts, the dataset indexed."""
+    repo = Path(__file__).resolve().parents[1]
+    root.mkdir(parents=True)
+    shutil.copy(repo / "mkdocs.yml", root)
+    for folder in ("investigations", "templates", "scripts", "models", "data"):
+        if (repo / folder).is_dir():  # what the scripts make is made again, not copied
+            shutil.copytree(repo / folder, root / folder,
+                            ignore=shutil.ignore_patterns("__pycache__", "sample"))
+    zine = Zine(root, env)
+    for script in ("make_sample_dataset.py", "make_sample_model.py"):
+        made = zine.python(f"scripts/{script}", timeout=600)
+        assert made.rc == 0, made.output
+    made = zine.unmake("index", "sample", timeout=600)
+    assert made.rc == 0, made.output
+    return zine
+
+
 def make_zine(root: Path, pages: dict[str, str], env: dict[str, str], *,
               models: dict[str, str] | None = None, plugin: dict[str, Any] | None = None,
               nav: list[Any] | None = None) -> Zine:

@@ -13,7 +13,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from conftest import GRID_SEEDS, HOSTILE, Elements, Zine, generate, sha256
+from conftest import GRID_SEEDS, HOSTILE, Elements, Zine, example_zine, generate, sha256
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -432,20 +432,7 @@ def test_model_alias_overrides(built: Zine, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_example_zine_builds_strict(unmake_env: dict[str, str], tmp_path: Path) -> None:
     root = tmp_path / "example"
-    root.mkdir()
-    shutil.copy(REPO / "mkdocs.yml", root)
-    for folder in ("investigations", "templates", "scripts", "data"):
-        if (REPO / folder).is_dir():
-            shutil.copytree(REPO / folder, root / folder,
-                            ignore=shutil.ignore_patterns("__pycache__", "sample"))
-    zine = Zine(root, unmake_env)
-    # the sample dataset and model the example may use are made by scripts, not committed
-    for script in ("make_sample_dataset.py", "make_sample_model.py"):
-        if (root / "scripts" / script).is_file():
-            made = zine.python(f"scripts/{script}", timeout=600)
-            assert made.rc == 0, made.output
-    made = zine.unmake("index", "sample", timeout=600)  # README command 1 runs it
-    assert made.rc == 0, made.output
+    zine = example_zine(root, unmake_env)
     run = zine.python("-m", "mkdocs", "build", "--strict", timeout=900)
     assert run.rc == 0, run.output
     assert "WARNING" not in run.output

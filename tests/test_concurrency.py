@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Zine, generate, make_zine, sha256
+from conftest import Zine, example_zine, generate, make_zine, sha256
 
 from generator.store import Store
 
@@ -161,19 +161,7 @@ def small_zines(root: Path, env: dict[str, str], layout: str) -> list[Zine]:
 def example_zines(root: Path, env: dict[str, str], layout: str) -> list[Zine]:
     """The example zine in the repository, with its sample dataset and model made."""
     first = root / "a"
-    first.mkdir(parents=True)
-    shutil.copy(REPO / "mkdocs.yml", first)
-    for folder in ("investigations", "templates", "scripts", "data"):
-        if (REPO / folder).is_dir():
-            shutil.copytree(REPO / folder, first / folder,
-                            ignore=shutil.ignore_patterns("__pycache__", "sample"))
-    zine = Zine(first, env)
-    for script in ("make_sample_dataset.py", "make_sample_model.py"):
-        if (first / "scripts" / script).is_file():
-            made = zine.python(f"scripts/{script}", timeout=600)
-            assert made.rc == 0, made.output
-    made = zine.unmake("index", "sample", timeout=600)  # README command 1 runs it
-    assert made.rc == 0, made.output
+    zine = example_zine(first, env)
     if layout == "one site":
         return [zine, zine]
     second = root / "b"

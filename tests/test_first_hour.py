@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from conftest import PY, TINY, Elements, Run, Zine, generate, make_zine, sha256
+from conftest import PY, TINY, Elements, Run, Zine, example_zine, generate, make_zine, sha256
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -557,17 +557,7 @@ def test_accelerate_is_a_declared_dependency() -> None:
 def test_example_zine_builds_without_warnings(tmp_path: Path,
                                               unmake_env: dict[str, str]) -> None:
     root = tmp_path / "example"
-    root.mkdir()
-    shutil.copy(REPO / "mkdocs.yml", root)
-    for folder in ("investigations", "models", "scripts"):
-        shutil.copytree(REPO / folder, root / folder,
-                        ignore=shutil.ignore_patterns("__pycache__"))
-    zine = Zine(root, unmake_env)
-    for script in ("make_sample_dataset.py", "make_sample_model.py"):
-        made = zine.python(f"scripts/{script}", timeout=600)
-        assert made.rc == 0, made.output
-    made = zine.unmake("index", "sample", timeout=600)  # README command 1 runs it
-    assert made.rc == 0, made.output
+    zine = example_zine(root, unmake_env)
     run = zine.unmake("build", timeout=900)
     assert run.rc == 0, run.output
     assert "Traceback" not in run.output

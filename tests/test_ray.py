@@ -12,12 +12,11 @@ Skipped with a reason where the `ray` extra is not installed; `.ci/run` installs
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import Zine, generate, make_zine, sha256
+from conftest import Zine, example_zine, generate, make_zine, sha256
 
 from generator.store import Store
 
@@ -39,21 +38,11 @@ def images(zine: Zine) -> dict[str, str]:
 
 
 def example(root: Path, env: dict[str, str], **plugin: object) -> Zine:
-    root.mkdir(parents=True)
-    config = (REPO / "mkdocs.yml").read_text("utf-8")
-    for folder in ("investigations", "templates", "scripts"):
-        if (REPO / folder).is_dir():
-            shutil.copytree(REPO / folder, root / folder,
-                            ignore=shutil.ignore_patterns("__pycache__", "sample"))
-    (root / "mkdocs.yml").write_text(config, "utf-8")
-    zine = Zine(root, env)
-    for script in ("make_sample_dataset.py", "make_sample_model.py"):
-        made = zine.python(f"scripts/{script}", timeout=600)
-        assert made.rc == 0, made.output
-    indexed = zine.unmake("index", "sample", timeout=600)  # as README command 1 does
-    assert indexed.rc == 0, indexed.output
-    if plugin:  # the plugin's own section, as an author would write it
-        data = yaml.safe_load(config)
+    """The example zine, readied as README command 1 readies it, with `plugin` added to its
+    plugin section as an author would write it."""
+    zine = example_zine(root, env)
+    if plugin:
+        data = yaml.safe_load((root / "mkdocs.yml").read_text("utf-8"))
         for entry in data["plugins"]:
             if isinstance(entry, dict) and "unmake" in entry:
                 entry["unmake"].update(plugin)
