@@ -111,7 +111,7 @@ def test_missing_file_names_the_config_key(tmp_path: Path) -> None:
     ({"default": "vitb23", "vitb32": "tiny-clip"},
      "'vitb23' (named by plugins.unmake.clip_models.default) is not declared; "
      "did you mean 'vitb32'?"),
-    ({"tiny-clip": {"hf": "o/n"}}, f"{KEY}.tiny-clip: 'tiny-clip' is the built-in model"),
+    ({"tiny-clip": {"hf": "o/n"}}, f"{KEY}.tiny-clip: 'tiny-clip' is a built-in model"),
 ])
 def test_malformed_config_is_refused_naming_the_key(aliases: Any, message: str) -> None:
     with pytest.raises(ConfigError) as err:
