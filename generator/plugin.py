@@ -30,7 +30,7 @@ from mkdocs.exceptions import PluginError
 from mkdocs.plugins import BasePlugin, event_priority
 from mkdocs.utils import get_relative_url
 
-from . import citations
+from . import citations, performance
 from . import directives as dirs
 from .errors import UnmakeError
 from .execute import execute, run_options
@@ -115,6 +115,10 @@ class UnmakePlugin(BasePlugin[_CoreConfig]):
         if self.config.batch_size < 1:
             raise PluginError(f"{config.config_file_path}: plugins.unmake.batch_size: "
                               f"must be ≥ 1, got {self.config.batch_size}")
+        try:  # the pipeline options of `generate` (generator/performance.py)
+            performance.check(dict(self.config))
+        except UnmakeError as exc:
+            raise PluginError(f"{config.config_file_path}: {exc}") from None
         store = Store(root / self.config.store)
         aliases = {"default": "tiny", **self.config.models, **env_overrides(),
                    **(self.cli_models or {})}

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 from markupsafe import Markup, escape
 
-from . import sheets
+from . import performance, sheets
 from .store import Store
 
 if TYPE_CHECKING:
@@ -106,6 +106,7 @@ class Renderer:
         self.env.filters["double_escape"] = double_escape
         self.env.filters["breakable"] = breakable
         self.env.filters["thousands"] = lambda n: f"{n:,}" if isinstance(n, int) else n
+        self.env.filters["pipeline_options"] = performance.shown
         self.store = store
         self.failures = failures or {}
         self.assets: dict[str, Path] = {}  # site path -> file to publish there

@@ -13,6 +13,8 @@ from typing import Any
 
 from ..errors import ModelNotFound
 from ..models import ships_safety_checker
+from ..performance import check as check_performance
+from ..performance import keyed
 from ..render import PageRender, common_affixes
 from ..specs import Body, check_float, check_int, check_name, is_text, one_line, preview
 from ..store import Memo
@@ -396,10 +398,21 @@ def image_job(params: dict[str, Any], ctx: Context) -> Job:
         # the checker changes what is published (withheld or not): a record made without
         # it must not stand in for one made with it, so turning it off changes the key
         inputs["safety_checker"] = False
-    run = {"model": model.name, "ref": model.ref, "source": model.source, "path": model.path,
-           "shown": model.shown(ctx.root)}
-    # one group per model: the runner loads it once and batches by shape itself
-    return Job("generate.image", inputs, group=(model.fingerprint,), run=run)
+    run: dict[str, Any] = {"model": model.name, "ref": model.ref, "source": model.source,
+                           "path": model.path, "shown": model.shown(ctx.root)}
+    # the config's pipeline options (generator/performance.py): all of them go with the job,
+    # so every runner applies them; those that can change pixels change the key
+    asked = ctx.cache.get("pipeline_options")
+    if asked is None:
+        asked = ctx.cache["pipeline_options"] = check_performance(ctx.config)
+    group: tuple[Any, ...] = (model.fingerprint,)
+    if asked:
+        run["pipeline"] = dict(asked)
+        group = (model.fingerprint, tuple(sorted(asked.items())))
+        if keyed(asked):
+            inputs["pipeline"] = keyed(asked)
+    # one group per model (and options): the runner loads it once and batches by shape itself
+    return Job("generate.image", inputs, group=group, run=run)
 
 
 def _label(axis: str, value: Any, labels: dict[str, str]) -> str:
@@ -495,6 +508,14 @@ KIND = Kind(
     settings=(
         Setting("safety_checker", bool, True, "run the safety checker a model ships with; "
                 "`false` turns it off, and every record and figure then says so"),
+        # pipeline performance options (generator/performance.py checks them)
+        Setting("compile", bool, False, "torch.compile the UNet (keyed)"),
+        Setting("attention", str, "default", "attention processors: default, sdpa, math (keyed)"),
+        Setting("vae_tiling", bool, False, "decode large images tile by tile (keyed)"),
+        Setting("vae_slicing", bool, False, "decode a batch one image at a time (keyed)"),
+        Setting("cpu_offload", str, "none", "none, model or sequential; needs CUDA and "
+                "accelerate (recorded, not keyed)"),
+        Setting("channels_last", bool, False, "the UNet in channels-last memory format (keyed)"),
     ),
     describe=describe,
 )
