@@ -94,6 +94,10 @@ class UnmakePlugin(BasePlugin[_CoreConfig]):
         self.building: Path | None = None  # where it is being built meanwhile
         self.warnings: _Counter | None = None
         self.bib: citations.Bibliography | None = None  # the config's `bibliography`, if any
+        # every citation group of the site, page by page (the print zine lists them all once);
+        # the zine sets page_references False: no list at the end of each page
+        self.cited: list[tuple[citations.Item, ...]] = []
+        self.page_references = True
 
     def on_startup(self, *, command: str, dirty: bool) -> None:
         self.command, self.dirty = command, dirty
@@ -164,12 +168,20 @@ class UnmakePlugin(BasePlugin[_CoreConfig]):
                 shown = self._shown_page(file)
                 pages[file.src_uri] = (shown, dirs.read_page(Path(file.abs_src_path), shown))
                 citations.check_page(pages[file.src_uri][1], shown, self.bib)
-            return plan_site(pages, self.ctx, force=self.mode == "force")
+            plan = plan_site(pages, self.ctx, force=self.mode == "force")
+            for planned in (p for page in plan.pages.values() for p in page):  # captions cite
+                caption = getattr(planned.directive.spec, "caption", None)
+                if isinstance(caption, str) and "[@" in caption:
+                    d = planned.directive
+                    citations.check_caption(caption, d.file, d.key_lines.get("caption", d.line),
+                                            self.bib)
+            return plan
         except UnmakeError as exc:
             raise PluginError(str(exc)) from None
 
     def on_files(self, files: Any, config: Any) -> Any:
         self.plan = plan = self.make_plan(files)
+        self.cited = []
         mode = self.mode
         if mode == "frozen" and plan.missing:
             raise PluginError(frozen_report(plan))
@@ -208,7 +220,8 @@ class UnmakePlugin(BasePlugin[_CoreConfig]):
         if slots:  # figures cite too (actors' sources)
             self.slots[page.file.src_uri] = [citations.fill(slot, html) for slot in slots]
         markdown = citations.fill(markdown, html)
-        if references:
+        self.cited.extend(cites.groups)
+        if references and self.page_references:
             markdown += f"\n\n## References\n\n{references}\n"
         return markdown
 

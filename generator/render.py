@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 from markupsafe import Markup, escape
 
-from . import performance, sheets
+from . import citations, performance, sheets
 from .store import Store
 
 if TYPE_CHECKING:
@@ -216,11 +216,14 @@ class PageRender:
         directive = planned.directive
         spec = directive.spec
         caption = getattr(spec, "caption", None)
+        shown_caption = caption
+        if caption and self.citations is not None:  # `[@key]` in a caption cites on the page
+            shown_caption = citations.in_caption(caption, self.citations)
         sheet = None
         if "panels" in context:
             sheet = self.r.contact_sheet(caption or directive.where, context["panels"])
         html = self.template(template).render(
-            number=self.figures, caption=caption, where=directive.where,
+            number=self.figures, caption=shown_caption, where=directive.where,
             anchor=getattr(spec, "id", None) or f"figure-{self.figures}",
             sheet=self.url_for(sheet) if sheet else None, url_for=self.url_for,
             **context)
