@@ -456,9 +456,13 @@ def build_zine(config: Any, plugin: Any, options: ZineOptions) -> ZineReport:
             number = numbers.get((src, _anchor(planned, per_page[src])))
             appendix.append({"number": number, **provenance(planned, store, root)})
 
-        # 4. One references list for every citation of the zine (pages and captions alike).
+        # 4. One references list for every citation of the zine (pages and captions alike);
+        # a caption in the appendix cites as it does in its chapter, linked to the list.
         references = (citations.references(plugin.bib, plugin.cited)
                       if plugin.bib is not None and plugin.cited else None)
+        for entry in appendix:
+            if plugin.bib is not None and "[@" in (entry.get("caption") or ""):
+                entry["caption"] = _cited(entry["caption"], plugin.bib)
 
         # 5. Cover figure and plates.
         cover = None
@@ -507,6 +511,14 @@ def build_zine(config: Any, plugin: Any, options: ZineOptions) -> ZineReport:
     refused_shown += [f"{Path(unquote(urlsplit(u).path)).name} (outside the project)"
                       for u in dict.fromkeys(refused) if u.startswith("file:")]
     return ZineReport(options.output, pages, counter[0], missing, refused_shown, sides)
+
+
+def _cited(caption: str, bib: citations.Bibliography) -> Markup:
+    """A caption with its citations formatted (escaped HTML, as the chapters show it)."""
+    page = bib.page()
+    shown = citations.in_caption(caption, page)
+    html, _ = page.resolve()
+    return Markup(citations.fill(str(shown), html))  # noqa: S704 (escaped by in_caption)
 
 
 def _write(store: Store, path: Path, data: bytes) -> None:

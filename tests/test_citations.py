@@ -251,7 +251,9 @@ def test_captions_cite_and_the_zine_lists_every_reference_once_at_its_end(zine: 
     assert whole.count("Rombach, R.") == 1 and whole.count("CompVis (2022)") == 1
     assert "Rombach, R." in text[at] and "CompVis (2022)" in text[at]
     assert "Latent diffusion" in "".join(text[:at]) and "Who released it" in "".join(text[:at])
-    assert any("Provenance of the figures" in t for t in text[at + 1:])
+    appendix = "".join(text[at + 1:])
+    assert "Provenance of the figures" in appendix
+    assert "(CompVis, 2022, p. 2)" in appendix and "[@" not in appendix  # as in its chapter
 
     # an unknown key in a caption: one located line, exit != 0
     z.write("who.md", pages["who.md"].replace("card2022", "card2021"))
