@@ -299,6 +299,15 @@ def in_caption(caption: str, cites: PageCitations) -> Markup:
     return Markup(escape(text))  # noqa: S704 (escaped; placeholders are letters and digits)
 
 
+def caption_text(caption: str, bib: Bibliography) -> str:
+    """A caption as plain text, its citations formatted (for a contact sheet's title or an SVG
+    title, which hold no links)."""
+    page = bib.page()
+    shown = in_caption(caption, page)
+    html, _ = page.resolve()
+    return Markup(fill(str(shown), html)).striptags()  # noqa: S704 (escaped by in_caption)
+
+
 def check_caption(caption: str, file: str, line: int,
                   bib: Bibliography | None) -> list[Found]:
     """A caption's citations, checked like a page's; errors name the caption's line (`line`)."""

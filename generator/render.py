@@ -164,6 +164,12 @@ class PageRender:
         self.figures = 0
         self.citations: Any = None  # the page's citations (generator/citations.py), if any
 
+    def caption_text(self, caption: str) -> str:
+        """A caption as plain text, its citations formatted where the page can cite."""
+        if self.citations is None or "[@" not in caption:
+            return caption
+        return citations.caption_text(caption, self.citations.bib)
+
     def template(self, name: str) -> jinja2.Template:
         return self.r.env.get_template(name)
 
@@ -216,12 +222,13 @@ class PageRender:
         directive = planned.directive
         spec = directive.spec
         caption = getattr(spec, "caption", None)
-        shown_caption = caption
+        shown_caption, title = caption, caption
         if caption and self.citations is not None:  # `[@key]` in a caption cites on the page
             shown_caption = citations.in_caption(caption, self.citations)
+            title = self.caption_text(caption)
         sheet = None
         if "panels" in context:
-            sheet = self.r.contact_sheet(caption or directive.where, context["panels"])
+            sheet = self.r.contact_sheet(title or directive.where, context["panels"])
         html = self.template(template).render(
             number=self.figures, caption=shown_caption, where=directive.where,
             anchor=getattr(spec, "id", None) or f"figure-{self.figures}",

@@ -195,6 +195,8 @@ def test_a_caption_cites_on_its_page_and_stays_escaped(bib: citations.Bibliograp
     shown = citations.in_caption(caption, page)
     html, references = page.resolve()
     out = citations.fill(str(shown), html)
+    assert citations.caption_text(caption, bib) == ("Noise <b>&</b> (Rombach et al., 2022, "
+                                                    "p. 3), not [@this]")
     assert out == ('Noise &lt;b&gt;&amp;&lt;/b&gt; <span class="unmake-cite">(<a '
                    'href="#ref-rombach2022">Rombach <i>et al.</i>, 2022, p. 3</a>)</span>, not '
                    '[@this]')
@@ -224,7 +226,7 @@ def test_captions_cite_and_the_zine_lists_every_reference_once_at_its_end(zine: 
     pages = {
         "index.md": "# First\n\nLatent diffusion [@rombach2022].\n",
         "who.md": ("# Second\n\nNo citation in this text.\n\n```actors\nid: who\ndata: map.yml\n"
-                   "show: [table]\ncaption: \"Who released it, after the card [@card2022, "
+                   "show: [table, graph]\ncaption: \"Who released it, after the card [@card2022, "
                    "p. 2].\"\n```\n"),
     }
     z = zine(pages, plugin={"bibliography": "refs.bib"}, nav=["index.md", "who.md"])
@@ -239,6 +241,8 @@ def test_captions_cite_and_the_zine_lists_every_reference_once_at_its_end(zine: 
             '</span>') in caption
     refs = Elements(html).all("p", "unmake-reference")
     assert [a["id"] for a in refs] == ["ref-card2022"]
+    # the graph's SVG title holds no links: the citation as text
+    assert ">Who released it, after the card (CompVis, 2022, p. 2).</title>" in html
 
     # the zine: no list after each chapter, one list of both works before the appendix
     run = z.unmake("zine")
