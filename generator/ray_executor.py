@@ -52,6 +52,11 @@ class RemoteFailure(Exception):
         super().__init__(text)
         self.name = name
 
+    def __reduce__(self) -> tuple[type[RemoteFailure], tuple[str, str]]:
+        # it crosses from the worker to the driver pickled: an Exception pickles as its class
+        # and `args` (the text alone), which would not make one of these again
+        return RemoteFailure, (self.name, str(self))
+
 
 def ray_settings(config: Any) -> dict[str, Any]:
     """The `ray:` section of the plugin config, checked, with defaults."""
