@@ -40,7 +40,8 @@ def _parser() -> argparse.ArgumentParser:
                            help="the seed that picks the images to replay (default 0)")
             continue
         if name == "index":
-            p.add_argument("dataset", help="a dataset alias from plugins.unmake.datasets")
+            p.add_argument("dataset", nargs="+",
+                           help="one or more dataset aliases from plugins.unmake.datasets")
             p.add_argument("--shard-size", type=int, default=10_000, metavar="N",
                            help="rows per shard (default 10000); a killed run redoes at most one")
             p.add_argument("--batch-size", type=int, metavar="N",
@@ -314,12 +315,13 @@ def cmd_index(args: argparse.Namespace) -> int:
             raise SystemExit(f"unmake: {name} must be at least 1, got {value}")
     ctx = plugin.ctx
     registry = ds.for_context(ctx)
-    dataset = registry.get(args.dataset)
-    clip = clipmodels.for_context(ctx).resolve(dataset.config.clip_model)
+    datasets = [registry.get(name) for name in args.dataset]  # every alias checked first
     options = index.Options(shard_size=args.shard_size, exact_max=args.exact_max,
                             batch_size=args.batch_size or plugin.config.clip_batch_size,
                             device=plugin.config.device)
-    index.build(dataset, registry, clip, options)
+    for dataset in datasets:
+        clip = clipmodels.for_context(ctx).resolve(dataset.config.clip_model)
+        index.build(dataset, registry, clip, options)
     ctx.store.save_memos()
     return 0
 

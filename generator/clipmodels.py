@@ -26,6 +26,10 @@ if TYPE_CHECKING:
     from .types import Context
 
 BUILTIN = "tiny-clip"
+# The organism's CLIP, trained beside the `organism` model (scripts/train_organism.py) and
+# committed under models/ in unmake's repository; an open_clip folder loaded as `local-dir:`.
+ORGANISM_CLIP = "organism-clip"
+ORGANISM_CLIP_FOLDER = Path(__file__).resolve().parent.parent / "models" / ORGANISM_CLIP
 CONFIG_KEY = "plugins.unmake.clip_models"
 ENTRY_KEYS = ("arch", "checkpoint", "hf", "allow_pickle")
 
@@ -60,8 +64,9 @@ class ClipRef:
 
     name: str  # what the author wrote (an alias, or 'tiny-clip')
     arch: str  # open_clip architecture; 'hf-hub:org/name' when the snapshot's config says it
-    source: str  # 'builtin' | 'file' | 'hf-cache'
-    path: str  # checkpoint file; HF snapshot folder; for builtin the file it is/will be written to
+    source: str  # 'builtin' | 'file' | 'hf-cache' | 'organism'
+    path: str  # checkpoint file; HF snapshot or organism folder; for builtin the file it is/will
+    # be written to
     fingerprint: str
     allow_pickle: bool = False
 
@@ -71,7 +76,7 @@ class ClipRef:
 
     def weights(self) -> Path:
         """The weight file open_clip will read (for a snapshot, the one its loader prefers)."""
-        if self.source != "hf-cache":
+        if self.source not in ("hf-cache", "organism"):
             return Path(self.path)
         found = [Path(self.path, n) for n in HF_WEIGHTS if Path(self.path, n).is_file()]
         if not found:
@@ -94,6 +99,20 @@ def tiny_clip_ref(name: str = BUILTIN) -> ClipRef:
     return ClipRef(name, TINY_CLIP["name"], "builtin", str(path), f"tiny-clip:{fp}")
 
 
+def organism_clip_ref(name: str = ORGANISM_CLIP) -> ClipRef:
+    """The organism's CLIP: its folder, fingerprinted by the weight file's bytes."""
+    weights = ORGANISM_CLIP_FOLDER / "open_clip_model.safetensors"
+    if not weights.is_file():
+        raise ModelNotFound(f"CLIP model '{name}': the organism's CLIP ships with unmake's "
+                            f"repository (models/{ORGANISM_CLIP}) and is not at "
+                            f"{ORGANISM_CLIP_FOLDER}; install unmake from a checkout, or train "
+                            "it with scripts/train_organism.py")
+    with open(weights, "rb") as fh:
+        sha = hashlib.file_digest(fh, "sha256").hexdigest()
+    return ClipRef(name, "unmake-organism-clip", "organism",
+                   str(ORGANISM_CLIP_FOLDER), f"organism-clip:{sha[:16]}")
+
+
 class ClipResolver:
     """Turns CLIP aliases into ClipRefs; file hashes are memoised by (path, size, mtime_ns).
 
@@ -111,7 +130,7 @@ class ClipResolver:
 
     def names(self) -> list[str]:
         """Every name a directive may use."""
-        return sorted({*self.aliases, "default", BUILTIN})
+        return sorted({*self.aliases, "default", BUILTIN, ORGANISM_CLIP})
 
     def resolve(self, name: str) -> ClipRef:
         if name not in self._resolved:
@@ -122,6 +141,8 @@ class ClipResolver:
         # 1. Follow string aliases (`default: vitb32`) to a declaration or the built-in.
         key, entry = self._declaration(name)
         if entry is None:
+            if key.endswith(f".{ORGANISM_CLIP}") or self._follows_to_organism(name):
+                return organism_clip_ref(name)
             return tiny_clip_ref(name)
         # 2. Find the files; a frozen build may fall back to what this entry was last time,
         #    but only if the author has not changed the entry since.
@@ -139,12 +160,24 @@ class ClipResolver:
         self._remember(f"clip:{name}", {**fields, "declared": entry})
         return ref
 
+    def _follows_to_organism(self, name: str) -> bool:
+        current = name
+        for _ in range(len(self.aliases) + 1):
+            if current == ORGANISM_CLIP:
+                return True
+            value = self.aliases.get(current)
+            if not isinstance(value, str):
+                return False
+            current = value
+        return False
+
     def _declaration(self, name: str) -> tuple[str, dict[str, Any] | None]:
         """(config key, entry) of a name after following string aliases; None is the built-in."""
         seen = [name]
         current = name
         while True:
-            if current == BUILTIN or (current == "default" and current not in self.aliases):
+            if current in (BUILTIN, ORGANISM_CLIP) or (current == "default"
+                                                       and current not in self.aliases):
                 return f"{CONFIG_KEY}.{seen[0]}", None
             if current not in self.aliases:
                 raise ModelNotFound(_unknown(current, self.names(), via=seen[:-1]))
@@ -232,11 +265,12 @@ def _validate(aliases: dict[str, Any] | None) -> dict[str, Any]:
         key = f"{CONFIG_KEY}.{alias}"
         if not isinstance(alias, str) or not alias:
             raise ConfigError(f"{CONFIG_KEY}: alias names must be text, got {alias!r}")
-        if alias == BUILTIN:
-            raise ConfigError(f"{key}: '{BUILTIN}' is the built-in model; choose another alias")
+        if alias in (BUILTIN, ORGANISM_CLIP):
+            raise ConfigError(f"{key}: '{alias}' is a built-in model; choose another alias")
         if isinstance(value, str):
-            if value != BUILTIN and value not in aliases:
-                raise ConfigError(_unknown(value, sorted({*aliases, BUILTIN}), via=[alias]))
+            if value not in (BUILTIN, ORGANISM_CLIP) and value not in aliases:
+                raise ConfigError(_unknown(value, sorted({*aliases, BUILTIN, ORGANISM_CLIP}),
+                                           via=[alias]))
             continue
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: must be '{BUILTIN}', another alias, or a mapping with "

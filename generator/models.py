@@ -48,6 +48,12 @@ TINY_RECIPE: dict[str, Any] = {
     "defaults": {"steps": 4, "guidance": 7.5},
 }
 REAL_DEFAULTS = {"steps": 30, "guidance": 7.5}
+# The model organism: a miniature Stable Diffusion *trained* on a made world with planted biases
+# (scripts/train_organism.py; the world is scripts/organism_world.py). Its weights are committed
+# under models/ in unmake's repository and load like any local folder.
+ORGANISM = "organism"
+ORGANISM_FOLDER = Path(__file__).resolve().parent.parent / "models" / "organism"
+ORGANISM_DEFAULTS = {"steps": 20, "guidance": 4.0}
 # What a folder's fingerprint hashes: the weights unmake loads and every config, scheduler and
 # tokenizer file that changes what they make; not the model card or weights it never loads.
 FINGERPRINT_SUFFIXES = (".safetensors", ".json", ".txt", ".model")
@@ -76,6 +82,8 @@ class ModelRef:
         (the full path stays in the local record)."""
         if self.source == "builtin":
             return "built-in tiny"
+        if self.ref == ORGANISM:
+            return "built-in organism"
         if self.source == "hf-cache":
             return self.ref if not os.path.isabs(self.ref) else "a Hugging Face cache entry"
         try:
@@ -176,8 +184,8 @@ class Resolver:
             if self.frozen and known:
                 width, height = known.get("size") or (0, 0)
                 return ModelRef(name, ref, known["source"], known["path"], known["fingerprint"],
-                                dict(REAL_DEFAULTS), (width, height) if width else None,
-                                known.get("card"))
+                                dict(ORGANISM_DEFAULTS if ref == ORGANISM else REAL_DEFAULTS),
+                                (width, height) if width else None, known.get("card"))
             raise
         entry = {"source": model.source, "path": model.path, "fingerprint": model.fingerprint,
                  "size": list(model.native_size()), "card": model.card}
@@ -189,11 +197,19 @@ class Resolver:
         folder = Path(os.path.expanduser(ref))
         if not folder.is_absolute():
             folder = self.root / folder
+        if ref == ORGANISM and not (folder / "model_index.json").is_file():
+            folder = ORGANISM_FOLDER  # the built-in, unless the project has a folder of that name
+            if not (folder / "model_index.json").is_file():
+                raise ModelNotFound(
+                    f"'{name}': the built-in model organism ships with unmake's repository "
+                    f"(models/organism) and is not at {folder}; install unmake from a checkout "
+                    "(`pip install -e .`), or train it with scripts/train_organism.py")
         looked.append(f"folder {folder}")
         if (folder / "model_index.json").is_file():
             card = folder / "README.md"
+            defaults = ORGANISM_DEFAULTS if folder == ORGANISM_FOLDER else REAL_DEFAULTS
             return ModelRef(name, ref, "folder", str(folder), self._folder_print(folder),
-                            dict(REAL_DEFAULTS),
+                            dict(defaults),
                             card=digest(card.read_bytes())[:16] if card.is_file() else None)
         repo, _, revision = ref.partition("@")
         if repo.count("/") == 1 and not repo.startswith((".", "/", "~")):

@@ -77,6 +77,8 @@ SHARD_SIZE = 10_000  # img2dataset's default number of samples per shard folder
 SD_MIN_SIDE = 512
 SD_MIN_AESTHETIC = 5.0
 SD_MAX_WATERMARK = 0.5
+WORLDS = ("laion", "organism")
+ORGANISM_ROWS = 6000  # ordinary rows; the planted duplicates come on top
 
 SCHEMA = pa.schema(
     [
@@ -1232,8 +1234,11 @@ def _indent(text: str, spaces: int) -> str:
 # Writing, the manifest, and the atomic swap
 
 
-def _params(rows: int, images: int, seed: int) -> dict[str, int]:
-    return {"rows": rows, "images": images, "seed": seed}
+def _params(rows: int, images: int, seed: int, world: str = "laion") -> dict[str, Any]:
+    params: dict[str, Any] = {"rows": rows, "images": images, "seed": seed}
+    if world != "laion":  # the sample's manifest stays as it was
+        params["world"] = world
+    return params
 
 
 def _tree_digest(folder: Path) -> tuple[int, str]:
@@ -1255,13 +1260,13 @@ def _read_manifest(out: Path) -> dict | None:
     return manifest if isinstance(manifest, dict) else None
 
 
-def _is_complete(out: Path, rows: int, images: int, seed: int) -> bool:
+def _is_complete(out: Path, rows: int, images: int, seed: int, world: str = "laion") -> bool:
     manifest = _read_manifest(out)
     if manifest is None or manifest.get("generator") != GENERATOR:
         return False
     if manifest.get("format") != FORMAT_VERSION:
         return False
-    if manifest.get("params") != _params(rows, images, seed):
+    if manifest.get("params") != _params(rows, images, seed, world):
         return False
     count, digest = _tree_digest(out)
     return manifest.get("files") == count and manifest.get("sha256") == digest
@@ -1307,6 +1312,53 @@ def _write(folder: Path, rows: int, images: int, seed: int) -> None:
     (folder / "MANIFEST.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
 
 
+def _write_organism(folder: Path, rows: int, seed: int) -> None:
+    """The organism's world (scripts/organism_world.py): every row with its 32×32 picture."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import organism_world as world
+
+    data = world.make_rows(rows, seed)
+    columns = {
+        "key": [r.key for r in data], "URL": [r.url for r in data],
+        "TEXT": [r.text for r in data], "WIDTH": [r.width for r in data],
+        "HEIGHT": [r.height for r in data], "similarity": [r.similarity for r in data],
+        "punsafe": [r.punsafe for r in data], "pwatermark": [r.pwatermark for r in data],
+        "aesthetic": [r.aesthetic for r in data], "LANGUAGE": [r.language for r in data],
+    }  # fmt: skip
+    table = pa.Table.from_arrays([pa.array(columns[f.name], type=f.type) for f in SCHEMA],
+                                 schema=SCHEMA)
+    table = table.replace_schema_metadata(
+        {"unmake.sample": json.dumps({"made_up": True, **_params(rows, rows, seed, "organism")})})
+    pq.write_table(table, folder / "metadata.parquet", compression="zstd", row_group_size=65536)
+    for i, row in enumerate(data):
+        shard = folder / "images" / f"{i // SHARD_SIZE:05d}"
+        shard.mkdir(parents=True, exist_ok=True)
+        buf = io.BytesIO()  # PNG: JPEG's colour subsampling would smear a 32-pixel figure
+        world.draw(row.figure).save(buf, format="PNG", optimize=False)
+        (shard / f"{row.key}.png").write_bytes(buf.getvalue())
+        (shard / f"{row.key}.txt").write_text(row.text, encoding="utf-8")
+        record = {
+            "url": row.url, "caption": row.text, "key": row.key, "status": "success",
+            "error_message": None, "width": world.SIZE, "height": world.SIZE,
+            "original_width": row.width, "original_height": row.height,
+        }  # fmt: skip
+        (shard / f"{row.key}.json").write_text(
+            json.dumps(record, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    truth = world.truth(data)
+    (folder / "TRUTH.json").write_text(json.dumps(truth, indent=1) + "\n", encoding="utf-8")
+    (folder / "README.md").write_text(
+        "# The organism's world (made up)\n\nWritten by `scripts/make_sample_dataset.py "
+        f"--world organism` (seed {seed}). What was planted, and why, is in the docstring of "
+        "`scripts/organism_world.py`; `TRUTH.json` has the exact shares in these rows, before "
+        "and after the sd-v1-improved-aesthetics filter.\n", encoding="utf-8")
+    count, digest = _tree_digest(folder)
+    manifest = {
+        "generator": GENERATOR, "format": FORMAT_VERSION, "made_up": True,
+        "params": _params(rows, rows, seed, "organism"), "files": count, "sha256": digest,
+    }  # fmt: skip
+    (folder / "MANIFEST.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+
 def _check(rows: int, images: int, seed: int) -> None:
     if not isinstance(rows, int) or rows < MIN_ROWS:
         raise ValueError(f"rows must be an integer ≥ {MIN_ROWS}, got {rows!r}")
@@ -1316,12 +1368,20 @@ def _check(rows: int, images: int, seed: int) -> None:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
 
 
-def build(out: Path, rows: int = 4000, images: int = 300, seed: int = 0) -> tuple[Path, bool]:
-    """Make the dataset at ``out`` unless a complete, matching one is there; (path, made it)."""
+def build(out: Path, rows: int = 4000, images: int = 300, seed: int = 0,
+          world: str = "laion") -> tuple[Path, bool]:
+    """Make the dataset at ``out`` unless a complete, matching one is there; (path, made it).
+
+    `world` is "laion" (this module's made-up LAION subset) or "organism" (the model organism's
+    world, scripts/organism_world.py: every row has a picture, so `images` must equal `rows`)."""
     # 1. Check inputs, and never replace a folder this script did not make.
     _check(rows, images, seed)
+    if world not in WORLDS:
+        raise ValueError(f"world must be one of {', '.join(WORLDS)}, got {world!r}")
+    if world == "organism" and images != rows:
+        raise ValueError("the organism world has a picture for every row: images must equal rows")
     out = Path(out)
-    if _is_complete(out, rows, images, seed):
+    if _is_complete(out, rows, images, seed, world):
         return out, False
     if out.exists():
         ours = (_read_manifest(out) or {}).get("generator") == GENERATOR
@@ -1337,7 +1397,10 @@ def build(out: Path, rows: int = 4000, images: int = 300, seed: int = 0) -> tupl
     tmp.mkdir()
     old: Path | None = None
     try:
-        _write(tmp, rows, images, seed)
+        if world == "organism":
+            _write_organism(tmp, rows, seed)
+        else:
+            _write(tmp, rows, images, seed)
         # 3. Swap it into place: rename the old folder aside, the new one in, then drop the old.
         if out.exists():
             old = out.parent / f".{out.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
@@ -1375,14 +1438,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--images", type=int, default=300, help="local pictures for the first rows (default: 300)"
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument(
+        "--world", choices=WORLDS, default="laion",
+        help="laion: the made-up LAION subset (default); organism: the model organism's world "
+        "of coloured figures with planted biases (scripts/organism_world.py), into data/organism "
+        f"with {ORGANISM_ROWS} rows, every one with a picture, unless --out/--rows say otherwise",
+    )
     args = parser.parse_args(argv)
+    if args.world == "organism":
+        if args.out == DEFAULT_OUT:
+            args.out = DEFAULT_OUT.parent / "organism"
+        if args.rows == 4000:
+            args.rows = ORGANISM_ROWS
+        args.images = args.rows
     started = time.perf_counter()
     try:
-        out, made = build(args.out, rows=args.rows, images=args.images, seed=args.seed)
+        out, made = build(args.out, rows=args.rows, images=args.images, seed=args.seed,
+                          world=args.world)
     except (ValueError, OSError) as error:
         print(f"make_sample_dataset: error: {error}", file=sys.stderr)
         return 1
-    what = f"{args.rows} rows, {args.images} images, seed {args.seed}"
+    what = f"{args.world} world, {args.rows} rows, {args.images} images, seed {args.seed}"
     if made:
         print(f"wrote {out} ({what}, made-up data) in {time.perf_counter() - started:.1f} s")
     else:

@@ -84,7 +84,7 @@ def load(ref: ClipRef, device: str = "cpu") -> Loaded:
     # 3. A snapshot loads as `local-dir:` rather than `hf-hub:`: that reads exactly the commit
     #    in the fingerprint, and never asks the network (huggingface_hub reads HF_HUB_OFFLINE
     #    when it is imported, so setting it here would be too late).
-    if ref.source == "hf-cache":
+    if ref.source in ("hf-cache", "organism"):
         name, pretrained = f"local-dir:{ref.path}", None
     else:
         name, pretrained = ref.arch, str(weights)
