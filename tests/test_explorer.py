@@ -299,8 +299,11 @@ def test_the_professions_grid_fits_a_laptop_and_reads_on_a_phone(browser: Any,
         assert all(label.bounding_box()["width"] >= 40 for label in labels)
 
 
-_CONTRAST = """sel => {
-  const rgba = s => { const v = s.match(/[\\d.]+/g).map(Number); return [...v.slice(0, 3), v[3] ?? 1]; };
+_CONTRAST = r"""sel => {
+  const rgba = s => {
+    const v = s.match(/[\d.]+/g).map(Number);
+    return [...v.slice(0, 3), v[3] ?? 1];
+  };
   const rgb = s => rgba(s).slice(0, 3);
   const lum = c => { const [r, g, b] = c.map(v => { v /= 255;
       return v <= .03928 ? v / 12.92 : ((v + .055) / 1.055) ** 2.4; });
