@@ -176,6 +176,29 @@ def test_the_explorer_switches_axes_and_shows_the_right_images(browser: Any, sit
             "Showing 4 of 16 images (guidance 1.0, steps 2)."
 
 
+@in_chromium
+def test_a_moved_cell_keeps_its_lightbox_and_provenance(browser: Any, site: str,
+                                                        truth: Any) -> None:
+    with _page(browser, site) as page:
+        page.locator("figure#sweep select[aria-label=rows]").select_option(label="steps")
+        _choose(page, "guidance", 1)
+        cell = _cell(page, 1, 0)  # steps 2, seed 1, guidance 7.5, the first prompt
+        sha = truth[PROMPTS[0], 1, 7.5, 2]
+        cell.locator("summary").click()
+        assert "7.5" in cell.locator("details.unmake-prov dl").inner_text()
+        cell.locator("summary").click()
+        cell.locator("img").click()
+        slide = page.locator(".glightbox-container .gslide.current")
+        slide.locator("img").wait_for(state="visible")
+        assert slide.locator("img").get_attribute("src").endswith(f"/{sha}.webp")
+        assert slide.locator(".gslide-title").inner_text() == \
+            f"{PROMPTS[0]} (seed 1, guidance 7.5, steps 2)"
+        page.keyboard.press("Escape")
+        page.locator(".glightbox-container").wait_for(state="detached")
+        # Escape in the lightbox closed only the lightbox
+        assert page.locator("figure#sweep .unmake-explorer").is_visible()
+
+
 def _cell(page: Any, r: int, c: int) -> Any:
     return page.locator("figure#sweep table.unmake-explorer-grid tbody tr").nth(r) \
         .locator("td").nth(c)
@@ -342,3 +365,19 @@ def test_the_explorer_reads_in_both_schemes_and_on_a_phone(browser: Any, site: s
         assert page.evaluate(_OVERFLOWING) == []
         grid = page.evaluate(_GRID, "figure#sweep .unmake-explorer .unmake-grid-wrap")
         assert grid["scroll"] <= grid["client"] and min(grid["imgs"]) >= 48 - .5, grid
+
+
+def test_the_print_zine_prints_the_plain_panels(zine: Zine, tmp_path: Path) -> None:
+    """WeasyPrint runs no script: a 4-axis figure prints as its panels, its data block unseen."""
+    from pypdf import PdfReader
+
+    printed = zine.copy(tmp_path / "zine")
+    run = printed.unmake("zine")
+    assert run.rc == 0, run.output
+    text = "\n".join(page.extract_text() for page in PdfReader(printed.root / "zine.pdf").pages)
+    for title in ("guidance 1.0, steps 1", "guidance 1.0, steps 2", "guidance 7.5, steps 1",
+                  "guidance 7.5, steps 2"):
+        assert title in text
+    assert "Figure 1. Four axes, two values each." in text
+    for script_text in ('"axes"', "\\u003c", "compare", "Arrow keys"):
+        assert script_text not in text
