@@ -5,10 +5,12 @@
 // cell's value on every axis. This script turns the panels into one grid whose rows and
 // columns the reader chooses, with the other axes' values picked by radio buttons; two cells
 // can be picked and compared side by side. It moves the page's own cells (their image,
-// lightbox link and provenance) into the explorer's grid: no image is added or fetched twice.
+// lightbox link and provenance) into the explorer's grid: no image file is published twice.
 // Keys, on a focused cell: arrows move, Home/End go to the row's ends, Enter or Space picks it
-// for comparison, Escape closes the comparison. Without JavaScript (and in the print zine)
-// the panels stay as they are. Every text it shows is set as text, never parsed as HTML.
+// for comparison, Escape closes the comparison. The view is kept in the page's address
+// (`?<figure id>=rows:…,cols:…,<axis>:<value index>`), so a link can open it. Without
+// JavaScript (and in the print zine) the panels stay as they are. Every text it shows is set
+// as text, never parsed as HTML.
 (function () {
   "use strict";
 
@@ -34,6 +36,7 @@
     });
     var state = { rows: data.rows, cols: data.cols, at: axes.map(function () { return 0; }),
                   picks: [], focus: [0, 0] };
+    fromAddress();
 
     // 1. The controls, the grid, the comparison, and a hidden place for the cells not shown
     var root = el("div", { "class": "unmake-explorer" });
@@ -125,6 +128,42 @@
       showPicks();
     }
 
+    // The view in the page's address, `?<figure id>=rows:guidance,cols:seed,prompt:1` (other
+    // axes by value index from 0), so that a link can open the explorer on one view; an
+    // unknown or out-of-range part is ignored
+    function fromAddress() {
+      var view = new URLSearchParams(window.location.search).get(figure.id);
+      if (!view) return;
+      var names = axes.map(function (axis) { return axis.name; });
+      var rows = state.rows, cols = state.cols;
+      view.split(",").forEach(function (part) {
+        var pair = part.split(":"), axis = names.indexOf(pair[0]);
+        if (pair[0] === "rows" || pair[0] === "cols") {
+          var chosen = names.indexOf(pair[1]);
+          if (chosen < 0) return;
+          if (pair[0] === "rows") rows = chosen; else cols = chosen;
+        } else if (axis >= 0 && /^\d+$/.test(pair[1]) &&
+                   Number(pair[1]) < axes[axis].labels.length) {
+          state.at[axis] = Number(pair[1]);
+        }
+      });
+      if (rows !== cols) {
+        state.rows = rows;
+        state.cols = cols;
+      }
+    }
+
+    function toAddress() {
+      var parts = ["rows:" + axes[state.rows].name, "cols:" + axes[state.cols].name];
+      axes.forEach(function (axis, i) {
+        if (i !== state.rows && i !== state.cols) parts.push(axis.name + ":" + state.at[i]);
+      });
+      var params = new URLSearchParams(window.location.search);
+      params.set(figure.id, parts.join(","));
+      window.history.replaceState(window.history.state, "",
+                                  "?" + params.toString() + window.location.hash);
+    }
+
     function fixedText() {
       var fixed = [];
       axes.forEach(function (axis, i) {
@@ -143,7 +182,11 @@
           var option = el("label");
           var radio = el("input", { type: "radio", name: id + "-" + i, value: String(v) });
           radio.checked = state.at[i] === v;
-          radio.addEventListener("change", function () { state.at[i] = v; draw(); });
+          radio.addEventListener("change", function () {
+            state.at[i] = v;
+            draw();
+            toAddress();
+          });
           option.appendChild(radio);
           option.appendChild(document.createTextNode(" " + label));
           set.appendChild(option);
@@ -156,6 +199,7 @@
       state.rows = rows;
       state.cols = cols;
       draw();
+      toAddress();
     }
 
     rowSelect.addEventListener("change", function () {

@@ -199,6 +199,29 @@ def test_a_moved_cell_keeps_its_lightbox_and_provenance(browser: Any, site: str,
         assert page.locator("figure#sweep .unmake-explorer").is_visible()
 
 
+@in_chromium
+def test_a_view_opens_from_the_address_and_is_kept_there(browser: Any, site: str,
+                                                          truth: Any) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    # steps out of range and an unknown axis are ignored; the rest applies
+    url = site + "?sweep=rows:guidance,cols:steps,prompt:1,seed:1,steps:9,colour:0&other=1#sweep"
+    with _page(browser, url) as page:
+        view = {"rows": "guidance", "cols": "steps", "at": {"prompt": PROMPTS[1], "seed": 2}}
+        _check_grid(page, view, truth)
+        assert urlsplit(page.url).query == urlsplit(url).query  # opening it writes nothing
+        page.locator("figure#sweep button.unmake-swap").click()
+        _choose(page, "seed", 0)
+        address = urlsplit(page.url)
+        assert parse_qs(address.query) == {
+            "sweep": ["rows:steps,cols:guidance,prompt:1,seed:0"], "other": ["1"]}
+        assert address.fragment == "sweep"
+        page.reload()
+        page.wait_for_load_state("networkidle")
+        _check_grid(page, {"rows": "steps", "cols": "guidance",
+                           "at": {"prompt": PROMPTS[1], "seed": 1}}, truth)
+
+
 def _cell(page: Any, r: int, c: int) -> Any:
     return page.locator("figure#sweep table.unmake-explorer-grid tbody tr").nth(r) \
         .locator("td").nth(c)
