@@ -34,6 +34,8 @@
       var at = data.cells[Number(td.getAttribute("data-unmake-cell"))];
       if (at) cells[at.join(",")] = td;
     });
+    // a zine's own template that marks no cells (or not every one): keep its plain panels
+    if (Object.keys(cells).length !== data.cells.length) return;
     var state = { rows: data.rows, cols: data.cols, at: axes.map(function () { return 0; }),
                   picks: [], focus: [0, 0] };
     fromAddress();

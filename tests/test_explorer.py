@@ -404,3 +404,21 @@ def test_the_print_zine_prints_the_plain_panels(zine: Zine, tmp_path: Path) -> N
     assert "Figure 1. Four axes, two values each." in text
     for script_text in ('"axes"', "\\u003c", "compare", "Arrow keys"):
         assert script_text not in text
+
+
+@in_chromium
+def test_a_template_that_marks_no_cells_keeps_its_panels(browser: Any, zine: Zine,
+                                                         tmp_path: Path) -> None:
+    """A zine's own _macros.html from before the explorer: its panels stay, nothing is lost."""
+    own = zine.copy(tmp_path / "zine")
+    macros = (REPO / "templates" / "_macros.html").read_text("utf-8")
+    marked = ' data-unmake-cell="{{ cell.explore }}"'
+    assert marked in macros
+    (own.root / "templates").mkdir()
+    (own.root / "templates" / "_macros.html").write_text(macros.replace(marked, ""), "utf-8")
+    run = own.unmake("build")
+    assert run.rc == 0, run.output
+    with _served(own.site) as base, _page(browser, base) as page:
+        figure = page.locator("figure#sweep")
+        assert figure.locator(".unmake-explorer").count() == 0
+        assert figure.locator("table.unmake-grid img:visible").count() == 16
