@@ -136,6 +136,9 @@ class UnmakePlugin(BasePlugin[_CoreConfig]):
             raise PluginError(str(exc)) from None
         if "assets/unmake/unmake.css" not in config.extra_css:
             config.extra_css.append("assets/unmake/unmake.css")
+        # the grid explorer (figures of three or more axes); pages read fine without it
+        if "assets/unmake/unmake.js" not in [str(s) for s in config.extra_javascript]:
+            config.extra_javascript.append("assets/unmake/unmake.js")
         self._build_beside(config)
         return config
 
@@ -266,7 +269,8 @@ class UnmakePlugin(BasePlugin[_CoreConfig]):
     @event_priority(-100)
     def on_post_build(self, config: Any) -> None:
         site = Path(config.site_dir)
-        link_or_copy(package_templates() / "unmake.css", site / "assets/unmake/unmake.css")
+        for asset in ("unmake.css", "unmake.js"):
+            link_or_copy(package_templates() / asset, site / "assets/unmake" / asset)
         for path, source in self.renderer.assets.items():
             link_or_copy(source, site / path)
         kept = (f"{self._shown(self.final_site)} was left as it was" if self.final_site
