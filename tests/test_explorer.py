@@ -68,7 +68,7 @@ def test_the_explorer_data_cannot_end_its_script_block() -> None:
 def zine(tmp_path_factory: pytest.TempPathFactory, unmake_env: dict[str, str]) -> Zine:
     root = tmp_path_factory.mktemp("explorer") / "zine"
     made = make_zine(root, {"index.md": "# Explore\n\n" + EXPLORED,
-                            "roles.md": "# Roles\n\n" + roles_fence()},
+                            "roles.md": "# Jobs\n\n" + roles_fence()},
                      unmake_env, nav=["index.md", "roles.md"])
     config = yaml.safe_load((root / "mkdocs.yml").read_text("utf-8"))
     config["theme"]["palette"] = yaml.safe_load(NEW_CONFIG.read_text("utf-8"))["theme"]["palette"]
