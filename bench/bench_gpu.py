@@ -15,8 +15,10 @@ Run on a CUDA machine (the `device` tool of this workplace lends one to some ses
    default), UNet in channels-last, `torch.compile` of the UNet (`--compile`), each batch size of
    `--batch-sizes`; the best images/s wins.
 4. **unmake**: `unmake build` of a zine of `--images` images with that model, at the best batch
-   size; images/s from the seconds its records state (pipeline time, as for bare) and from the
-   wall clock of the whole build.
+   size and with the bare loop's tuning set in its config (`attention: sdpa`, `channels_last:
+   true`, `compile:` as `--compile`; generator/performance.py), checked in its records;
+   images/s from the seconds its records state (pipeline time, as for bare) and from the wall
+   clock of the whole build.
 5. Prints both, their ratio (target: unmake ≥ 0.97× bare) and the share of the fp16 peak each
    reaches (target ≥ 50 %): FLOPs per image = UNet FLOPs per step × steps (the VAE decode and
    text encoder are not counted, so the share is a lower bound).
@@ -148,9 +150,11 @@ def main() -> int:
     # unmake, at that batch size
     zine = fresh(OUT / "gpu" / "zine")
     (zine / "docs").mkdir()
+    # what the bare loop does to be fast, unmake is told to do too
+    tuning = {"attention": "sdpa", "channels_last": True, "compile": args.compile}
     config = {"site_name": "bench gpu", "theme": {"name": "material", "font": False},
               "plugins": [{"unmake": {"store": ".unmake", "batch_size": best["batch"],
-                                      "models": {"default": str(folder)}}}]}
+                                      "models": {"default": str(folder)}, **tuning}}]}
     (zine / "mkdocs.yml").write_text(yaml.safe_dump(config, sort_keys=False), "utf-8")
     body = yaml.safe_dump({"prompt": "a photo of a lighthouse at dusk", "steps": args.steps,
                            "seeds": list(range(args.images)), "size": [args.size, args.size]},
@@ -159,6 +163,12 @@ def main() -> int:
     timed = run_timed([str(BIN / "unmake"), "build"], zine, env)
     records = [json.loads(p.read_text("utf-8"))
                for p in (zine / ".unmake" / "records").glob("*/*.json")]
+    applied = {json.dumps(r["env"].get("pipeline"), sort_keys=True) for r in records}
+    wanted = {k: v for k, v in tuning.items() if v}
+    if args.compile:
+        wanted["compile"] = "max-autotune" if device == "cuda" else "default"
+    if applied != {json.dumps(wanted, sort_keys=True)}:
+        raise SystemExit(f"bench_gpu: unmake's records state {sorted(applied)}, not {wanted}")
     pipeline_s = sum(r["seconds"] for r in records)
     unmake_ips = len(records) / pipeline_s
     wall_ips = len(records) / timed.wall
@@ -168,7 +178,8 @@ def main() -> int:
 
     rows = [[f"bare (batch {b['batch']}{', compiled' if args.compile else ''})",
              f"{b['images_per_s']:.3f}", share(b["images_per_s"])] for b in bare["by_batch"]]
-    rows.append([f"unmake build (batch {best['batch']}), pipeline time", f"{unmake_ips:.3f}",
+    rows.append([f"unmake build (batch {best['batch']}, {', '.join(sorted(wanted))}), "
+                 "pipeline time", f"{unmake_ips:.3f}",
                  share(unmake_ips)])
     rows.append(["unmake build, whole build (load, store, site)", f"{wall_ips:.3f}",
                  share(wall_ips)])

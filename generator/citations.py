@@ -4,8 +4,10 @@ The bibliography is declared in the plugin config (`bibliography: references.bib
 by citeproc-py with a CSL style (`citation_style`; author–date, Harvard "cite them right", by
 default — the style citeproc-py ships). Pages are checked while the site is planned (an unknown
 key is `page:line` error before any model runs); each page's citations become linked author–date
-references and the page gets a references list at its end. Sources in actors files
-(generator/actors.py) cite through the same per-page list.
+references and the page gets a references list at its end. Figure captions cite the same way
+(`caption: … [@key]`: `check_caption` while planning, `in_caption` while rendering), and so do
+sources in actors files (generator/actors.py), through the same per-page list. The print zine
+(generator/zine.py) prints one list for the whole zine instead (`references`).
 
 Not citations: `\\[@key]` (escaped), e-mail addresses, anything in code (fences and spans), a
 link `[@name](url)` and text in brackets that does not parse as citations.
@@ -290,12 +292,49 @@ def load(config: dict[str, Any], root: Path, cache: dict[str, Any]) -> Bibliogra
     return cache["bibliography"]  # type: ignore[no-any-return]
 
 
-def check_page(text: str, file: str, bib: Bibliography | None) -> list[Found]:
-    """A page's citations, each key checked (raises DirectiveError at the page's line)."""
-    found = find(text, file)
+def in_caption(caption: str, cites: PageCitations) -> Markup:
+    """A figure's caption as escaped HTML, its citations registered on the page (placeholders,
+    filled with the page's other citations); `\\[@` stays a literal `[@`, as in the text."""
+    text = substitute(caption, find(caption), cites).replace("\\[@", "[@")
+    return Markup(escape(text))  # noqa: S704 (escaped; placeholders are letters and digits)
+
+
+def caption_text(caption: str, bib: Bibliography) -> str:
+    """A caption as plain text, its citations formatted (for a contact sheet's title or an SVG
+    title, which hold no links)."""
+    page = bib.page()
+    shown = in_caption(caption, page)
+    html, _ = page.resolve()
+    return Markup(fill(str(shown), html)).striptags()  # noqa: S704 (escaped by in_caption)
+
+
+def check_caption(caption: str, file: str, line: int,
+                  bib: Bibliography | None) -> list[Found]:
+    """A caption's citations, checked like a page's; errors name the caption's line (`line`)."""
+    try:
+        return check_page(caption, file, bib, first_line=line)
+    except DirectiveError as exc:
+        raise DirectiveError(exc.detail, file=file, line=exc.line, kind="caption",
+                             key="caption") from None
+
+
+def references(bib: Bibliography, groups: list[tuple[Item, ...]]) -> Markup:
+    """One references list of every item in `groups` (the print zine's, for all its pages)."""
+    return PageCitations(bib, list(groups)).resolve()[1]
+
+
+def check_page(text: str, file: str, bib: Bibliography | None,
+               first_line: int = 1) -> list[Found]:
+    """A page's citations, each key checked (raises DirectiveError at the page's line; text
+    that starts on line `first_line` of the file, a caption, counts from there)."""
+    try:
+        found = find(text, file)
+    except DirectiveError as exc:
+        raise DirectiveError(exc.detail, file=file, line=(exc.line or 1) + first_line - 1,
+                             kind=exc.kind) from None
     for group in found:
         for item in group.items:
-            def error(message: str, line: int = group.line) -> DirectiveError:
+            def error(message: str, line: int = group.line + first_line - 1) -> DirectiveError:
                 return DirectiveError(message, file=file, line=line, kind="citation")
 
             if bib is None:

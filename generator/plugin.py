@@ -30,7 +30,7 @@ from mkdocs.exceptions import PluginError
 from mkdocs.plugins import BasePlugin, event_priority
 from mkdocs.utils import get_relative_url
 
-from . import citations
+from . import citations, performance
 from . import directives as dirs
 from .errors import UnmakeError
 from .execute import execute, run_options
@@ -94,6 +94,10 @@ class UnmakePlugin(BasePlugin[_CoreConfig]):
         self.building: Path | None = None  # where it is being built meanwhile
         self.warnings: _Counter | None = None
         self.bib: citations.Bibliography | None = None  # the config's `bibliography`, if any
+        # every citation group of the site, page by page (the print zine lists them all once);
+        # the zine sets page_references False: no list at the end of each page
+        self.cited: list[tuple[citations.Item, ...]] = []
+        self.page_references = True
 
     def on_startup(self, *, command: str, dirty: bool) -> None:
         self.command, self.dirty = command, dirty
@@ -115,6 +119,10 @@ class UnmakePlugin(BasePlugin[_CoreConfig]):
         if self.config.batch_size < 1:
             raise PluginError(f"{config.config_file_path}: plugins.unmake.batch_size: "
                               f"must be ≥ 1, got {self.config.batch_size}")
+        try:  # the pipeline options of `generate` (generator/performance.py)
+            performance.check(dict(self.config))
+        except UnmakeError as exc:
+            raise PluginError(f"{config.config_file_path}: {exc}") from None
         store = Store(root / self.config.store)
         aliases = {"default": "tiny", **self.config.models, **env_overrides(),
                    **(self.cli_models or {})}
@@ -128,6 +136,9 @@ class UnmakePlugin(BasePlugin[_CoreConfig]):
             raise PluginError(str(exc)) from None
         if "assets/unmake/unmake.css" not in config.extra_css:
             config.extra_css.append("assets/unmake/unmake.css")
+        # the grid explorer (figures of three or more axes); pages read fine without it
+        if "assets/unmake/unmake.js" not in [str(s) for s in config.extra_javascript]:
+            config.extra_javascript.append("assets/unmake/unmake.js")
         self._build_beside(config)
         return config
 
@@ -160,12 +171,20 @@ class UnmakePlugin(BasePlugin[_CoreConfig]):
                 shown = self._shown_page(file)
                 pages[file.src_uri] = (shown, dirs.read_page(Path(file.abs_src_path), shown))
                 citations.check_page(pages[file.src_uri][1], shown, self.bib)
-            return plan_site(pages, self.ctx, force=self.mode == "force")
+            plan = plan_site(pages, self.ctx, force=self.mode == "force")
+            for planned in (p for page in plan.pages.values() for p in page):  # captions cite
+                caption = getattr(planned.directive.spec, "caption", None)
+                if isinstance(caption, str) and "[@" in caption:
+                    d = planned.directive
+                    citations.check_caption(caption, d.file, d.key_lines.get("caption", d.line),
+                                            self.bib)
+            return plan
         except UnmakeError as exc:
             raise PluginError(str(exc)) from None
 
     def on_files(self, files: Any, config: Any) -> Any:
         self.plan = plan = self.make_plan(files)
+        self.cited = []
         mode = self.mode
         if mode == "frozen" and plan.missing:
             raise PluginError(frozen_report(plan))
@@ -204,7 +223,8 @@ class UnmakePlugin(BasePlugin[_CoreConfig]):
         if slots:  # figures cite too (actors' sources)
             self.slots[page.file.src_uri] = [citations.fill(slot, html) for slot in slots]
         markdown = citations.fill(markdown, html)
-        if references:
+        self.cited.extend(cites.groups)
+        if references and self.page_references:
             markdown += f"\n\n## References\n\n{references}\n"
         return markdown
 
@@ -249,7 +269,8 @@ class UnmakePlugin(BasePlugin[_CoreConfig]):
     @event_priority(-100)
     def on_post_build(self, config: Any) -> None:
         site = Path(config.site_dir)
-        link_or_copy(package_templates() / "unmake.css", site / "assets/unmake/unmake.css")
+        for asset in ("unmake.css", "unmake.js"):
+            link_or_copy(package_templates() / asset, site / "assets/unmake" / asset)
         for path, source in self.renderer.assets.items():
             link_or_copy(source, site / path)
         kept = (f"{self._shown(self.final_site)} was left as it was" if self.final_site

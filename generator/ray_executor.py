@@ -27,6 +27,7 @@ at once (`os._exit`), as a worker killed mid-build would (tests/test_ray.py).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections import deque
 from collections.abc import Iterator
@@ -50,6 +51,11 @@ class RemoteFailure(Exception):
     def __init__(self, name: str, text: str) -> None:
         super().__init__(text)
         self.name = name
+
+    def __reduce__(self) -> tuple[type[RemoteFailure], tuple[str, str]]:
+        # it crosses from the worker to the driver pickled: an Exception pickles as its class
+        # and `args` (the text alone), which would not make one of these again
+        return RemoteFailure, (self.name, str(self))
 
 
 def ray_settings(config: Any) -> dict[str, Any]:
@@ -154,6 +160,11 @@ class RayPool:
             raise ConfigError("executor: ray needs Ray: pip install 'unmake[ray]'") from None
         self.ray = ray
         self.started = False
+        # Quiet: Ray's own notices (its token-auth banner, start-up lines) go only where they
+        # are errors; workers' logs stay on the workers (`log_to_driver`). Worker errors stay
+        # visible all the same: a job's exception comes back as its RemoteFailure (a failure
+        # box and a line at the end of the build), an actor's death as a warning of ours.
+        logging.getLogger("ray").setLevel(logging.ERROR)
         if not ray.is_initialized():
             address = settings["address"]
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 from markupsafe import Markup, escape
 
-from . import sheets
+from . import citations, performance, sheets
 from .store import Store
 
 if TYPE_CHECKING:
@@ -106,6 +106,7 @@ class Renderer:
         self.env.filters["double_escape"] = double_escape
         self.env.filters["breakable"] = breakable
         self.env.filters["thousands"] = lambda n: f"{n:,}" if isinstance(n, int) else n
+        self.env.filters["pipeline_options"] = performance.shown
         self.store = store
         self.failures = failures or {}
         self.assets: dict[str, Path] = {}  # site path -> file to publish there
@@ -163,6 +164,12 @@ class PageRender:
         self.figures = 0
         self.citations: Any = None  # the page's citations (generator/citations.py), if any
 
+    def caption_text(self, caption: str) -> str:
+        """A caption as plain text, its citations formatted where the page can cite."""
+        if self.citations is None or "[@" not in caption:
+            return caption
+        return citations.caption_text(caption, self.citations.bib)
+
     def template(self, name: str) -> jinja2.Template:
         return self.r.env.get_template(name)
 
@@ -215,11 +222,15 @@ class PageRender:
         directive = planned.directive
         spec = directive.spec
         caption = getattr(spec, "caption", None)
+        shown_caption, title = caption, caption
+        if caption and self.citations is not None:  # `[@key]` in a caption cites on the page
+            shown_caption = citations.in_caption(caption, self.citations)
+            title = self.caption_text(caption)
         sheet = None
         if "panels" in context:
-            sheet = self.r.contact_sheet(caption or directive.where, context["panels"])
+            sheet = self.r.contact_sheet(title or directive.where, context["panels"])
         html = self.template(template).render(
-            number=self.figures, caption=caption, where=directive.where,
+            number=self.figures, caption=shown_caption, where=directive.where,
             anchor=getattr(spec, "id", None) or f"figure-{self.figures}",
             sheet=self.url_for(sheet) if sheet else None, url_for=self.url_for,
             **context)

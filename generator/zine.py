@@ -7,7 +7,9 @@ print from the original PNGs (not the WebP web copies), scaled nearest-neighbour
 vector. What the store lacks prints as the site shows it ("not generated yet") and is listed.
 
 The document: a cover, a table of contents, one chapter per page (running header, page numbers),
-figures numbered through the whole zine, and an appendix with one provenance block per figure.
+figures numbered through the whole zine, one references list of everything the pages and their
+captions cite (instead of the site's list at the end of each page; citations link to it), and an
+appendix with one provenance block per figure.
 `--layout catalogue` prints chosen images as plates, one per page, with a wall label, instead of
 the chapters. Paged-media CSS does the layout (templates/print.css, which a zine's own
 `templates/print.css` replaces, like any template); page size, margins, bleed and crop marks are
@@ -36,6 +38,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 from markupsafe import Markup
 from mkdocs.plugins import event_priority
 
+from . import citations
 from .errors import UnmakeError
 from .store import Store
 from .types import Planned
@@ -144,6 +147,7 @@ def _render_site(config: Any, plugin: Any, where: Path) -> _Capture:
     for name, level in (("mkdocs", logging.WARNING), ("weasyprint", logging.CRITICAL)):
         logging.getLogger(name).setLevel(level)
     plugin.cli_mode = "off"  # render what the store holds; run nothing
+    plugin.page_references = False  # one references list for the whole zine, at its end
     config.site_dir = str(where)
     config.plugins["unmake-zine-capture"] = capture
     config.plugins.on_startup(command="build", dirty=False)
@@ -214,6 +218,8 @@ def _chapters(capture: _Capture, site: Path, figure_numbers: dict[tuple[str, str
 
         html = _ATTR.sub(attr, html)
         html = _URL_REF.sub(f"url(#{prefix}\\1)", html)
+        # citations link to the zine's one references list (ids `ref-<key>`, unprefixed)
+        html = html.replace(f'href="#{prefix}ref-', 'href="#ref-')
 
         # number figures through the whole zine; remember each one's number by its anchor
         pieces = []
@@ -450,7 +456,15 @@ def build_zine(config: Any, plugin: Any, options: ZineOptions) -> ZineReport:
             number = numbers.get((src, _anchor(planned, per_page[src])))
             appendix.append({"number": number, **provenance(planned, store, root)})
 
-        # 4. Cover figure and plates.
+        # 4. One references list for every citation of the zine (pages and captions alike);
+        # a caption in the appendix cites as it does in its chapter, linked to the list.
+        references = (citations.references(plugin.bib, plugin.cited)
+                      if plugin.bib is not None and plugin.cited else None)
+        for entry in appendix:
+            if plugin.bib is not None and "[@" in (entry.get("caption") or ""):
+                entry["caption"] = _cited(entry["caption"], plugin.bib)
+
+        # 5. Cover figure and plates.
         cover = None
         if settings["cover"]:
             plates_of_cover = _plates(figures, capture, [settings["cover"]], numbers, store,
@@ -459,12 +473,12 @@ def build_zine(config: Any, plugin: Any, options: ZineOptions) -> ZineReport:
         plates = (_plates(figures, capture, settings["plates"], numbers, store, root,
                           settings["where"]) if options.layout == "catalogue" else [])
 
-        # 5. One HTML document and its CSS (a zine's templates/ overrides both).
+        # 6. One HTML document and its CSS (a zine's templates/ overrides both).
         overrides = root / plugin.config.templates
         html = plugin.renderer.env.get_template("zine.html").render(
             settings=settings, chapters=chapters if options.layout == "essay" else [],
             appendix=appendix, plates=plates, cover=cover, layout=options.layout,
-            missing=len(missing))
+            missing=len(missing), references=references)
         css_path = overrides / "print.css"
         if not css_path.is_file():
             css_path = package_templates() / "print.css"
@@ -480,7 +494,7 @@ def build_zine(config: Any, plugin: Any, options: ZineOptions) -> ZineReport:
             for path in (web_css, css_path):
                 shutil.copyfile(path, work / path.name)
 
-        # 6. Lay it out and write the PDF (atomically: a failed run keeps the last good one).
+        # 7. Lay it out and write the PDF (atomically: a failed run keeps the last good one).
         document = HTML(string=html, base_url=site.as_uri() + "/", url_fetcher=fetcher)
         rendered = document.render(stylesheets=stylesheets)
         data = rendered.write_pdf()
@@ -497,6 +511,14 @@ def build_zine(config: Any, plugin: Any, options: ZineOptions) -> ZineReport:
     refused_shown += [f"{Path(unquote(urlsplit(u).path)).name} (outside the project)"
                       for u in dict.fromkeys(refused) if u.startswith("file:")]
     return ZineReport(options.output, pages, counter[0], missing, refused_shown, sides)
+
+
+def _cited(caption: str, bib: citations.Bibliography) -> Markup:
+    """A caption with its citations formatted (escaped HTML, as the chapters show it)."""
+    page = bib.page()
+    shown = citations.in_caption(caption, page)
+    html, _ = page.resolve()
+    return Markup(citations.fill(str(shown), html))  # noqa: S704 (escaped by in_caption)
 
 
 def _write(store: Store, path: Path, data: bytes) -> None:

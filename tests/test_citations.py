@@ -186,3 +186,82 @@ def test_a_built_page_cites_and_lists_its_references(zine: Any) -> None:
     assert run.rc != 0
     assert ("docs/map.yml:5: actors data: 'relations[0].sources' cites '@card2021', which is "
             "not in refs.bib; did you mean '@card2022'?") in run.output
+
+
+# -- figure captions and the print zine ---------------------------------------------------------
+def test_a_caption_cites_on_its_page_and_stays_escaped(bib: citations.Bibliography) -> None:
+    page = bib.page()
+    caption = "Noise <b>&</b> [@rombach2022, p. 3], not \\[@this]"
+    shown = citations.in_caption(caption, page)
+    html, references = page.resolve()
+    out = citations.fill(str(shown), html)
+    assert citations.caption_text(caption, bib) == ("Noise <b>&</b> (Rombach et al., 2022, "
+                                                    "p. 3), not [@this]")
+    assert out == ('Noise &lt;b&gt;&amp;&lt;/b&gt; <span class="unmake-cite">(<a '
+                   'href="#ref-rombach2022">Rombach <i>et al.</i>, 2022, p. 3</a>)</span>, not '
+                   '[@this]')
+    assert [a["id"] for a in Elements(references).all("p", "unmake-reference")] == [
+        "ref-rombach2022"]
+
+
+def test_an_unknown_key_in_a_caption_names_the_caption_line(bib: citations.Bibliography) -> None:
+    with pytest.raises(DirectiveError) as caught:
+        citations.check_caption("Two lines,\nciting [@rombach2021]", "docs/a.md", 7, bib)
+    assert str(caught.value) == ("docs/a.md:8: caption: 'caption' cites '@rombach2021', which "
+                                 "is not in refs.bib; did you mean '@rombach2022'?")
+
+
+def test_one_list_for_the_citations_of_many_pages(bib: citations.Bibliography) -> None:
+    groups = [(citations.Item("rombach2022", ("page", "3")),),
+              (citations.Item("card2022", None), citations.Item("rombach2022", None))]
+    ids = [a["id"] for a in Elements(citations.references(bib, groups)).all(
+        "p", "unmake-reference")]
+    assert ids == ["ref-card2022", "ref-rombach2022"]  # each work once, sorted by author
+
+
+@pytest.mark.e2e
+def test_captions_cite_and_the_zine_lists_every_reference_once_at_its_end(zine: Any) -> None:
+    from pypdf import PdfReader
+
+    pages = {
+        "index.md": "# First\n\nLatent diffusion [@rombach2022].\n",
+        "who.md": ("# Second\n\nNo citation in this text.\n\n```actors\nid: who\ndata: map.yml\n"
+                   "show: [table, graph]\ncaption: \"Who released it, after the card [@card2022, "
+                   "p. 2].\"\n```\n"),
+    }
+    z = zine(pages, plugin={"bibliography": "refs.bib"}, nav=["index.md", "who.md"])
+    (z.root / "refs.bib").write_text(BIB, "utf-8")
+    (z.docs / "map.yml").write_text(ACTORS.replace(', sources: ["@card2022"]', ""), "utf-8")
+    run = z.unmake("build")
+    assert run.rc == 0, run.output
+    # the site: the caption's citation is a link, and counts toward the page's own list
+    html = z.html("who.md")
+    caption = html[html.index("<figcaption"):html.index("</figcaption>")]
+    assert ('<span class="unmake-cite">(<a href="#ref-card2022">CompVis, 2022, p. 2</a>)'
+            '</span>') in caption
+    refs = Elements(html).all("p", "unmake-reference")
+    assert [a["id"] for a in refs] == ["ref-card2022"]
+    # the graph's SVG title holds no links: the citation as text
+    assert ">Who released it, after the card (CompVis, 2022, p. 2).</title>" in html
+
+    # the zine: no list after each chapter, one list of both works before the appendix
+    run = z.unmake("zine")
+    assert run.rc == 0, run.output
+    text = [page.extract_text() for page in PdfReader(z.root / "zine.pdf").pages]
+    titled = [i for i, t in enumerate(text) if t.lstrip().startswith("References")]
+    assert len(titled) == 1, text
+    at = titled[0]
+    whole = "\n".join(text)
+    assert whole.count("Rombach, R.") == 1 and whole.count("CompVis (2022)") == 1
+    assert "Rombach, R." in text[at] and "CompVis (2022)" in text[at]
+    assert "Latent diffusion" in "".join(text[:at]) and "Who released it" in "".join(text[:at])
+    appendix = "".join(text[at + 1:])
+    assert "Provenance of the figures" in appendix
+    assert "(CompVis, 2022, p. 2)" in appendix and "[@" not in appendix  # as in its chapter
+
+    # an unknown key in a caption: one located line, exit != 0
+    z.write("who.md", pages["who.md"].replace("card2022", "card2021"))
+    run = z.unmake("build")
+    assert run.rc != 0
+    assert ("docs/who.md:9: caption: 'caption' cites '@card2021', which is not in refs.bib; "
+            "did you mean '@card2022'?") in run.output

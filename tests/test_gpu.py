@@ -49,3 +49,24 @@ def test_cuda_is_picked_in_fp16_and_images_are_stable(zine) -> None:
     verify = z.unmake("verify", "--replay", "1")
     assert verify.rc == 0, verify.output
     assert "replayed 4 of 4 stored image(s) (100%, seed 0): 4 bit-exact" in verify.output
+
+
+def test_cpu_offload_keeps_pixels_and_key_and_compile_runs(zine) -> None:
+    """`cpu_offload` is recorded but not keyed (generator/performance.py): on a GPU it must
+    make the very pixels of a build without it; `compile: true` compiles and is recorded."""
+    plain = zine(PAGES)
+    assert plain.unmake("build").rc == 0
+    offload = zine(PAGES, plugin={"cpu_offload": "model"})
+    run = offload.unmake("build")
+    assert run.rc == 0, run.output
+    assert set(offload.records()) == set(plain.records())  # the same keys
+    for key in plain.records():
+        record, again = plain.record(key), offload.record(key)
+        assert again["env"]["pipeline"] == {"cpu_offload": "model"}
+        assert again["files"]["image"]["sha256"] == record["files"]["image"]["sha256"], key
+    compiled = zine(PAGES, plugin={"compile": True, "channels_last": True})
+    run = compiled.unmake("build", timeout=900)
+    assert run.rc == 0, run.output
+    for key in compiled.records():
+        assert compiled.record(key)["env"]["pipeline"] == {"channels_last": True,
+                                                           "compile": "max-autotune"}

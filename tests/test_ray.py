@@ -79,12 +79,30 @@ def test_a_worker_that_dies_loses_only_its_batch(built: Zine, tmp_path: Path) ->
     # the first actor to start its third batch exits at once, two batches made and stored
     run = z.unmake("build", env={**built.env, "UNMAKE_TEST_RAY_DIE_AFTER": "2"}, timeout=600)
     assert run.rc == 0, run.output
-    assert "an actor died" in run.output
+    assert "an actor died" in run.output  # the worker's death is told, in one line of ours
     assert "ran 24 job(s)" in run.output and "0 failed" in run.output
+    # and nothing else of Ray's reaches the terminal: every line is mkdocs' or unmake's
+    quiet = re.compile(r"(INFO|WARNING) +-  |unmake: +\d+%")
+    assert [line for line in run.stderr.splitlines() if line.strip() and not quiet.match(line)] \
+        == []
     assert images(z) == images(local)  # 24 images, none lost, none changed
     assert Store(z.store).verify() == []
     again = z.unmake("build", "--frozen")
     assert again.rc == 0, again.output
+
+
+@pytest.mark.slow
+def test_a_worker_error_is_still_told(built: Zine, tmp_path: Path) -> None:
+    """Ray's own lines are quiet, a job's error on an actor is not: `cpu_offload` fails on an
+    actor without CUDA, and the build says why, naming the config key, for each job."""
+    z = make_zine(tmp_path / "ray", {"index.md": generate(prompt="a cat", seeds=[1, 2])},
+                  built.env, plugin={"executor": "ray", "ray": RAY, "cpu_offload": "model"})
+    run = z.unmake("build", timeout=600)
+    assert run.rc != 0
+    told = [line for line in run.output.splitlines()
+            if "ConfigError: plugins.unmake.cpu_offload: 'model' needs a CUDA device" in line]
+    assert len(told) == 2, run.output
+    assert "Token authentication" not in run.output
 
 
 @pytest.mark.parametrize(("ray", "says"), [

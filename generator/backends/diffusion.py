@@ -11,6 +11,10 @@ Besides the image, each record states two findings about how the model treated i
   checker, `{"checked": false}` where it has none, `{"checked": false, "disabled_by_config":
   true}` where the config's `safety_checker: false` turned it off. A flagged image is stored as
   the pipeline returned it (black) and is *withheld*: pages show a box, `measure` skips it.
+
+The pipeline performance options a job carries (`run["pipeline"]`: attention processors,
+channels-last, VAE slicing and tiling, CPU offload, torch.compile; see generator/performance.py)
+are applied by `tune` right after loading, and each record's `env["pipeline"]` states them.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import a1111
+from ..errors import ConfigError
 from ..log import log
 from ..models import dist_version, ships_safety_checker, tiny_ref
 from ..store import Result
@@ -54,8 +59,10 @@ def pick_device(requested: str = "auto") -> tuple[str, Any]:
     return "cpu", torch.float32
 
 
-def load_pipeline(job: Job, device: str, dtype: Any, safety_checker: bool = True) -> Any:
-    """Offline, safetensors-only loading through AutoPipeline (the tiny model included).
+def load_pipeline(job: Job, device: str, dtype: Any, safety_checker: bool = True,
+                  tuning: dict[str, Any] | None = None) -> Any:
+    """Offline, safetensors-only loading through AutoPipeline (the tiny model included), then
+    the performance options in `tuning` (see `tune`).
 
     With `safety_checker=False` a checker the model folder ships is not loaded at all."""
     from diffusers import AutoPipelineForText2Image
@@ -78,7 +85,64 @@ def load_pipeline(job: Job, device: str, dtype: Any, safety_checker: bool = True
     pipe = AutoPipelineForText2Image.from_pretrained(
         path, dtype=dtype, local_files_only=True, use_safetensors=True, **extra)
     pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device)
+    tuning = tuning or {}
+    if tuning.get("cpu_offload", "none") == "none":
+        pipe = pipe.to(device)
+    return tune(pipe, tuning, device)
+
+
+def tune(pipe: Any, tuning: dict[str, Any], device: str) -> Any:
+    """Apply the performance options (generator/performance.py) to a loaded pipeline, in the
+    order the bare loop of bench/_bare_gpu.py uses: placement, attention, memory format, VAE,
+    compilation last (it traces what the others set up)."""
+    import torch
+
+    # 1. CPU offload instead of moving the whole pipeline to the device (accelerate hooks).
+    offload = tuning.get("cpu_offload", "none")
+    if offload != "none":
+        if not device.startswith("cuda") or not torch.cuda.is_available():
+            raise ConfigError(f"plugins.unmake.cpu_offload: {offload!r} needs a CUDA device, "
+                              f"and this build runs on {device!r}; set cpu_offload: none")
+        if offload == "model":
+            pipe.enable_model_cpu_offload(device=device)
+        else:
+            pipe.enable_sequential_cpu_offload(device=device)
+    # 2. Attention processors of the UNet and the VAE: SDPA, or the plain matmul-softmax one.
+    attention = tuning.get("attention", "default")
+    if attention != "default":
+        from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+
+        processor = AttnProcessor2_0 if attention == "sdpa" else AttnProcessor
+        models = [m for m in (getattr(pipe, "unet", None), getattr(pipe, "vae", None))
+                  if m is not None and hasattr(m, "set_attn_processor")]
+        if getattr(pipe, "unet", None) is None:
+            raise ConfigError(f"plugins.unmake.attention: {attention!r} sets the attention "
+                              f"processors of a UNet, and {pipe.__class__.__name__} has none; "
+                              "set attention: default")
+        for model in models:
+            model.set_attn_processor(processor())
+    # 3. The UNet's weights in channels-last memory format (other convolution kernels).
+    if tuning.get("channels_last"):
+        pipe.unet.to(memory_format=torch.channels_last)
+    # 4. The VAE decodes a batch image by image, and large images tile by tile.
+    if tuning.get("vae_slicing"):
+        pipe.vae.enable_slicing()
+    if tuning.get("vae_tiling"):
+        pipe.vae.enable_tiling()
+    # 5. torch.compile of the UNet: max-autotune on a GPU (as the bench's bare loop), torch's
+    # default mode on a CPU (max-autotune there costs minutes of compiling for little).
+    if tuning.get("compile"):
+        mode = "max-autotune" if device.startswith("cuda") else "default"
+        pipe.unet = torch.compile(pipe.unet, mode=mode)
+    return pipe
+
+
+def applied(tuning: dict[str, Any], device: str) -> dict[str, Any]:
+    """What a record's `env["pipeline"]` states: the options set, with compile's mode."""
+    out = dict(tuning)
+    if out.get("compile"):
+        out["compile"] = "max-autotune" if device.startswith("cuda") else "default"
+    return dict(sorted(out.items()))
 
 
 def environment(device: str, dtype: Any) -> dict[str, Any]:
@@ -203,7 +267,8 @@ def png_bytes(image: Any, parameters: str) -> bytes:
 
 
 # Pipelines a long-lived worker keeps between runner calls (`options["keep_loaded"]`, set by
-# the Ray executor's actors): (model fingerprint, device, dtype, checker) -> (pipe, scheduler).
+# the Ray executor's actors): (model fingerprint, device, dtype, checker, performance options)
+# -> (pipe, scheduler).
 _KEPT: dict[tuple[Any, ...], tuple[Any, Any]] = {}
 
 
@@ -211,9 +276,10 @@ def _pipeline(job: Job, options: dict[str, Any]) -> tuple[Any, Any, str, Any, bo
     """(pipeline, its own scheduler, device, dtype, checker): loaded, or kept from before."""
     device, dtype = pick_device(options.get("device", "auto"))
     checker = bool(options.get("safety_checker", True))
-    key = (job.inputs["model"], device, str(dtype), checker)
+    tuning = job.run.get("pipeline") or {}
+    key = (job.inputs["model"], device, str(dtype), checker, tuple(sorted(tuning.items())))
     if key not in _KEPT:
-        pipe = load_pipeline(job, device, dtype, checker)
+        pipe = load_pipeline(job, device, dtype, checker, tuning)
         if not options.get("keep_loaded"):
             return pipe, pipe.scheduler, device, dtype, checker
         _KEPT.clear()  # one pipeline at a time: a worker's memory holds one model
@@ -245,6 +311,8 @@ def run(jobs: list[Job], options: dict[str, Any]) -> Iterator[tuple[Job, Result 
     # 1. Load the model once for all its jobs (or take the one this worker keeps).
     pipe, original, device, dtype, checker = _pipeline(jobs[0], options)
     env = environment(device, dtype)
+    if jobs[0].run.get("pipeline"):
+        env["pipeline"] = applied(jobs[0].run["pipeline"], device)
     batch_size = max(1, int(options.get("batch_size", 4)))
     cut: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}  # (prompt, negative) -> cuts
     logged: set[tuple[str, str, str]] = set()  # (text, field, origins): one line per directive

@@ -192,7 +192,7 @@ def render(planned: Planned, page: PageRender) -> str:
     spec: ActorsSpec = planned.directive.spec
     names, rels = select(spec)
     anchor = spec.id or f"figure-{page.figures + 1}"
-    title = spec.caption or f"Actors of {spec.data.file}"
+    title = page.caption_text(spec.caption) if spec.caption else f"Actors of {spec.data.file}"
     graph = timeline = None
     if "graph" in spec.show and names:
         # svg.py escapes every text it writes

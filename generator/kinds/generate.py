@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,9 +12,13 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from markupsafe import Markup
+
 from ..errors import ModelNotFound
 from ..models import ships_safety_checker
-from ..render import PageRender, common_affixes
+from ..performance import check as check_performance
+from ..performance import keyed
+from ..render import PageRender, common_affixes, show_bidi
 from ..specs import Body, check_float, check_int, check_name, is_text, one_line, preview
 from ..store import Memo
 from ..types import Context, Job, Kind, Output, Planned, Setting
@@ -25,6 +30,7 @@ AXES = ("prompt", "seed", *SWEEPABLE)
 MAX_IMAGES = 4096  # per directive: prompts x seeds x swept values
 MAX_PROMPT_CHARS = 2000  # per prompt, template or negative; CLIP reads the first 77 tokens
 MAX_SEED = 2**63 - 1
+EXPLORE_FROM = 3  # varying axes from which a figure gets the explorer (templates/unmake.js)
 
 
 @dataclass(frozen=True)
@@ -396,10 +402,21 @@ def image_job(params: dict[str, Any], ctx: Context) -> Job:
         # the checker changes what is published (withheld or not): a record made without
         # it must not stand in for one made with it, so turning it off changes the key
         inputs["safety_checker"] = False
-    run = {"model": model.name, "ref": model.ref, "source": model.source, "path": model.path,
-           "shown": model.shown(ctx.root)}
-    # one group per model: the runner loads it once and batches by shape itself
-    return Job("generate.image", inputs, group=(model.fingerprint,), run=run)
+    run: dict[str, Any] = {"model": model.name, "ref": model.ref, "source": model.source,
+                           "path": model.path, "shown": model.shown(ctx.root)}
+    # the config's pipeline options (generator/performance.py): all of them go with the job,
+    # so every runner applies them; those that can change pixels change the key
+    asked = ctx.cache.get("pipeline_options")
+    if asked is None:
+        asked = ctx.cache["pipeline_options"] = check_performance(ctx.config)
+    group: tuple[Any, ...] = (model.fingerprint,)
+    if asked:
+        run["pipeline"] = dict(asked)
+        group = (model.fingerprint, tuple(sorted(asked.items())))
+        if keyed(asked):
+            inputs["pipeline"] = keyed(asked)
+    # one group per model (and options): the runner loads it once and batches by shape itself
+    return Job("generate.image", inputs, group=group, run=run)
 
 
 def _label(axis: str, value: Any, labels: dict[str, str]) -> str:
@@ -428,6 +445,10 @@ def render(planned: Planned, page: PageRender) -> str:
                 **{n: v[0] for n, v in spec.sweep}, **choice}
         return by_cell[tuple(sorted(full.items(), key=str))]
 
+    # the explorer's record of each cell: its value's index on every varying axis, in the
+    # order the panels show the cells (the td's data-unmake-cell)
+    explore = len(varying) >= EXPLORE_FROM
+    at: list[list[int]] = []
     panels = []
     for combo in itertools.product(*(v for _, v in panel_axes)) or [()]:
         fixed = dict(zip((n for n, _ in panel_axes), combo, strict=True))
@@ -443,7 +464,11 @@ def render(planned: Planned, page: PageRender) -> str:
                     choice[rows] = rv
                 if cols:
                     choice[cols] = cv
-                cells_html.append(page.image_cell(job_for(choice), tuple(varying)))
+                cell = page.image_cell(job_for(choice), tuple(varying))
+                if explore:
+                    cell["explore"] = len(at)
+                    at.append([values[n].index(choice[n]) for n in varying])
+                cells_html.append(cell)
             grid_rows.append({"label": _label(rows, rv, labels) if rows else "",
                               "cells": cells_html})
         panels.append({
@@ -460,7 +485,31 @@ def render(planned: Planned, page: PageRender) -> str:
     return page.figure("generate.html", planned, {
         "spec": spec, "panels": panels, "row_axis": rows, "col_axis": cols,
         "fixed": fixed_params, "prompts": spec.prompts,
+        "explorer": explorer_json(axes, labels, rows, cols, at) if explore else None,
     })
+
+
+def explorer_json(axes: list[tuple[str, tuple[Any, ...]]], labels: dict[str, str],
+                  rows: str | None, cols: str | None, at: list[list[int]]) -> Markup:
+    """What templates/unmake.js needs to explore a figure of three or more axes, as the text of
+    a `<script type="application/json">`: each axis's name and value labels (shown as the panels
+    show them), the axes the panels put along rows and columns, and each cell's value indices.
+
+    Labels are untrusted (prompts): `<`, `>` and `&` are written as JSON escapes, so no `</script>`
+    or `<!--` can end or bend the block, and bidirectional controls are shown as the page shows
+    them; the script sets them as text only."""
+    names = [name for name, _ in axes]
+    data = {
+        "axes": [{"name": name, "labels": [show_bidi(_label(name, v, labels)) for v in values]}
+                 for name, values in axes],
+        "rows": names.index(rows) if rows else 0,
+        "cols": names.index(cols) if cols else 1,
+        "cells": at,
+    }
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    for char in "<>&\u2028\u2029":
+        text = text.replace(char, f"\\u{ord(char):04x}")
+    return Markup(text)  # noqa: S704 (JSON, with every character that could end the block escaped)
 
 
 def outputs(planned: Planned) -> list[Output]:
@@ -495,6 +544,14 @@ KIND = Kind(
     settings=(
         Setting("safety_checker", bool, True, "run the safety checker a model ships with; "
                 "`false` turns it off, and every record and figure then says so"),
+        # pipeline performance options (generator/performance.py checks them)
+        Setting("compile", bool, False, "torch.compile the UNet (keyed)"),
+        Setting("attention", str, "default", "attention processors: default, sdpa, math (keyed)"),
+        Setting("vae_tiling", bool, False, "decode large images tile by tile (keyed)"),
+        Setting("vae_slicing", bool, False, "decode a batch one image at a time (keyed)"),
+        Setting("cpu_offload", str, "none", "none, model or sequential; needs CUDA and "
+                "accelerate (recorded, not keyed)"),
+        Setting("channels_last", bool, False, "the UNet in channels-last memory format (keyed)"),
     ),
     describe=describe,
 )
