@@ -139,6 +139,17 @@ class Stage:
     def elapsed(self) -> float:
         return self.before + time.perf_counter() - self.started
 
+    def advance(self, step: int, total: int, loss: Any, bar: Any, modules: dict[str, Any],
+                opt: Any, rng: np.random.Generator) -> int:
+        """After one optimiser step of this stage: count it, show the loss, checkpoint when
+        due. The new step number."""
+        step += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+        if step % self.every == 0 or step == total:
+            self.save(modules, opt, step, rng.bit_generator.state)
+        return step
+
     def finish(self, state: dict[str, Any], steps: int) -> None:
         import torch
 
@@ -222,11 +233,7 @@ def train_vae(pictures: np.ndarray, recipe: Recipe, work: Path, every: int) -> A
         opt.zero_grad()
         loss.backward()
         opt.step()
-        step += 1
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-        if step % every == 0 or step == recipe.vae_steps:
-            stage.save({"vae": vae}, opt, step, rng.bit_generator.state)
+        step = stage.advance(step, recipe.vae_steps, loss, bar, {"vae": vae}, opt, rng)
     bar.close()
     stage.finish(vae.state_dict(), recipe.vae_steps)
     return vae
@@ -331,11 +338,7 @@ def train_unet(captions: list[str], latents: Latents, recipe: Recipe, work: Path
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        step += 1
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-        if step % every == 0 or step == recipe.unet_steps:
-            stage.save(modules, opt, step, rng.bit_generator.state)
+        step = stage.advance(step, recipe.unet_steps, loss, bar, modules, opt, rng)
     bar.close()
     stage.finish({"unet": unet.state_dict(), "text": text.state_dict()}, recipe.unet_steps)
     return tokenizer, text, unet
@@ -437,11 +440,7 @@ def train_clip(captions: list[str], pictures: np.ndarray, recipe: Recipe, work: 
         opt.zero_grad()
         loss.backward()
         opt.step()
-        step += 1
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-        if step % every == 0 or step == recipe.clip_steps:
-            stage.save({"clip": model}, opt, step, rng.bit_generator.state)
+        step = stage.advance(step, recipe.clip_steps, loss, bar, {"clip": model}, opt, rng)
     bar.close()
     stage.finish(model.state_dict(), recipe.clip_steps)
     return model

@@ -306,6 +306,31 @@ def test_training_script_smoke_run(project: Path, tmp_path: Path) -> None:
     assert not (tmp_path / ".organism-train").exists()  # checkpoints go once it is done
 
 
+def test_a_stage_resumes_from_its_last_checkpoint(project: Path, tmp_path: Path) -> None:
+    import torch
+    import train_organism as train
+
+    _, pictures = train.training_rows(project / "data" / "organism")
+    pictures = pictures[:16]
+    train.train_vae(pictures, train.Recipe(vae_steps=2, vae_batch=4), tmp_path, every=1)
+    checkpoint = tmp_path / ".train" / "vae.pt"
+    state = torch.load(checkpoint, weights_only=False)
+    assert state["step"] == 2
+    # killed before it finished: only the checkpoint is left. Mark its weights, so that a run
+    # that goes on from it can be told from one that starts again.
+    (tmp_path / ".train" / "vae.done.pt").unlink()
+    key = next(iter(state["modules"]["vae"]))
+    marked = state["modules"]["vae"][key] + 1.0
+    state["modules"]["vae"][key] = marked
+    torch.save(state, checkpoint)
+    vae = train.train_vae(pictures, train.Recipe(vae_steps=3, vae_batch=4), tmp_path, every=1)
+    assert torch.allclose(vae.state_dict()[key], marked, atol=0.05)  # one small step from it
+    again = torch.load(checkpoint, weights_only=False)
+    assert again["step"] == 3 and again["elapsed"] > state["elapsed"]
+    done = json.loads((tmp_path / ".train" / "vae.done.json").read_text())
+    assert done["steps"] == 3 and done["seconds"] >= round(again["elapsed"], 1) - 0.1
+
+
 def test_committed_weights_are_small_and_safetensors_only() -> None:
     files = [p for folder in (ORGANISM_FOLDER, ORGANISM_CLIP_FOLDER) for p in folder.rglob("*")
              if p.is_file()]
