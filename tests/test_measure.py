@@ -376,7 +376,8 @@ BAD = {
                 "measures nothing: give at least one of clip, palette, faces, diversity"),
     "no of": ({"palette": 3}, "```measure", "'of' is required"),
     "clip model": ({"clip_model": "nope", "clip": GENDER}, "clip_model:",
-                   "'clip_model' CLIP model 'nope' is not declared; known: default, tiny-clip."),
+                   "'clip_model' CLIP model 'nope' is not declared; known: default, "
+                   "organism-clip, tiny-clip."),
     "clip model typo": ({"clip_model": "tiny-clp", "diversity": True}, "clip_model:",
                         "'clip_model' CLIP model 'tiny-clp' is not declared; did you mean "
                         "'tiny-clip'?"),
