@@ -140,9 +140,16 @@ class Stage:
         return self.before + time.perf_counter() - self.started
 
     def advance(self, step: int, total: int, loss: Any, bar: Any, modules: dict[str, Any],
-                opt: Any, rng: np.random.Generator) -> int:
-        """After one optimiser step of this stage: count it, show the loss, checkpoint when
-        due. The new step number."""
+                opt: Any, rng: np.random.Generator, clip_norm: list[Any] | None = None) -> int:
+        """One optimiser step of this stage on `loss` (gradients clipped to norm 1 over
+        `clip_norm` when given); count it, show the loss, checkpoint when due. The new step."""
+        import torch
+
+        opt.zero_grad()
+        loss.backward()
+        if clip_norm:
+            torch.nn.utils.clip_grad_norm_(clip_norm, 1.0)
+        opt.step()
         step += 1
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
@@ -230,9 +237,6 @@ def train_vae(pictures: np.ndarray, recipe: Recipe, work: Path, every: int) -> A
         posterior = vae.encode(x).latent_dist
         recon = vae.decode(posterior.sample()).sample
         loss = (recon - x).pow(2).mean() + recipe.kl_weight * posterior.kl().mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
         step = stage.advance(step, recipe.vae_steps, loss, bar, {"vae": vae}, opt, rng)
     bar.close()
     stage.finish(vae.state_dict(), recipe.vae_steps)
@@ -334,11 +338,7 @@ def train_unet(captions: list[str], latents: Latents, recipe: Recipe, work: Path
         noisy = noise_sched.add_noise(z, noise, t)
         hidden = text(tokens)[0]
         loss = (unet(noisy, t, hidden).sample - noise).pow(2).mean()
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        step = stage.advance(step, recipe.unet_steps, loss, bar, modules, opt, rng)
+        step = stage.advance(step, recipe.unet_steps, loss, bar, modules, opt, rng, params)
     bar.close()
     stage.finish({"unet": unet.state_dict(), "text": text.state_dict()}, recipe.unet_steps)
     return tokenizer, text, unet
@@ -437,9 +437,6 @@ def train_clip(captions: list[str], pictures: np.ndarray, recipe: Recipe, work: 
         same = (torch.tensor(rows)[:, None] == torch.tensor(rows)[None, :]).float()
         target = same / same.sum(1, keepdim=True)
         loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
         step = stage.advance(step, recipe.clip_steps, loss, bar, {"clip": model}, opt, rng)
     bar.close()
     stage.finish(model.state_dict(), recipe.clip_steps)
